@@ -1,0 +1,1 @@
+"""tricklab: the service around the tricks core (settings, Redis store, series, client, CLI)."""
