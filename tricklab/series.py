@@ -41,7 +41,9 @@ REC = np.dtype([("step", "<u4"), ("value", "<f8")])  # packed: 12 bytes
 SUMMARY = np.dtype([("first", REC), ("min", REC), ("max", REC), ("last", REC)])  # 48 bytes
 MAX_STEP = 2**32 - 1
 _TAIL = 2 * BLOCK  # raw records fetched from the end in a read's first round trip
-_SUMMARY_SPAN = 4 * BLOCK  # use summaries when a bucket spans at least this many points
+# Use summaries when a bucket spans at least this many raw points; buckets are then
+# rounded to whole blocks (2+ per bucket), which a plotted curve does not show.
+_SUMMARY_SPAN = 2 * BLOCK
 _MAX_ROUNDS = 6
 
 _EMPTY = np.empty(0, REC)
@@ -424,13 +426,20 @@ def _downsample(
     ends = np.array([first, last], REC)
     if nb == 0:
         return ends[-max_points:] if max_points < 2 else ends
-    bucket = pos * nb // m
+    bucket = pos * nb // m  # pos is sorted, so each bucket is one contiguous run
+    starts = _group_starts(bucket)
     lv, hv = lows["value"], highs["value"]
     lnan, hnan = np.isnan(lv), np.isnan(hv)
-    by_min = np.lexsort((pos, np.where(lnan, np.inf, lv), bucket))
-    by_max = np.lexsort((pos, -np.where(hnan, 0.0, hv), ~hnan, bucket))
-    pick_min = by_min[_group_starts(bucket[by_min])]
-    pick_max = by_max[_group_starts(bucket[by_max])]
+    # min: NaN counts as +inf (so it loses unless the bucket is all NaN)
+    lkey = np.where(lnan, np.inf, lv)
+    pick_min = _first_where(
+        bucket, lkey == _spread(np.minimum.reduceat(lkey, starts), starts, len(pos))
+    )
+    # max: NaN beats everything, +inf included
+    hkey = np.where(hnan, np.inf, hv)
+    top = _spread(np.maximum.reduceat(hkey, starts), starts, len(pos))
+    has_nan = _spread(np.logical_or.reduceat(hnan, starts), starts, len(pos))
+    pick_max = _first_where(bucket, (hkey == top) & (hnan | ~has_nan))
     points = np.concatenate([ends, lows[pick_min], highs[pick_max]])
     _, idx = np.unique(points["step"], return_index=True)  # sorted by step, deduplicated
     return points[idx]
@@ -438,6 +447,17 @@ def _downsample(
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+
+
+def _spread(per_group: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """Per-group values repeated over each group's members."""
+    return np.repeat(per_group, np.diff(np.r_[starts, n]))
+
+
+def _first_where(bucket: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Index of the first True of ``mask`` in each bucket (every bucket has one)."""
+    hits = np.flatnonzero(mask)
+    return hits[_group_starts(bucket[hits])]
 
 
 def _response(reads: list[_Read], since: int | None) -> dict:
