@@ -71,7 +71,7 @@ def random_shift(
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image (N,C,H,W) by its angle in degrees, about the centre, zeros outside.
 
-    Positive angles turn the image clockwise as displayed (row 0 at the top).
+    Positive angles turn it counter-clockwise as displayed (90° equals torch.rot90(x, 1, (-2, -1))).
     """
     n, _, h, w = x.shape
     rad = degrees.to(device=x.device, dtype=torch.float32) * (math.pi / 180.0)

@@ -1,0 +1,103 @@
+"""Every architecture gives (N, K) logits; zero-γ blocks start as the identity; dropout semantics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tricks.models import BasicBlock, build_model
+from tricks.spec import CNNSpec, MLPSpec, ResNetSpec
+
+SHAPES = {"image": (1, 8, 8), "sequence": (1, 64), "tabular": (5,), "tiny-image": (3, 2, 2)}
+SPECS = {
+    "mlp": MLPSpec(hidden=[16, 8], batch_norm=True),
+    "cnn": CNNSpec(channels=[4, 8, 8, 8], hidden=16),  # 4 poolings: 8×8 must stop at 1×1
+    "cnn-even-kernel": CNNSpec(channels=[4], kernel_size=4, hidden=8, batch_norm=False),
+    "resnet": ResNetSpec(width=4, blocks=[1, 1, 2, 1]),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SPECS))
+@pytest.mark.parametrize("data", sorted(SHAPES))
+def test_logits_shape(arch: str, data: str) -> None:
+    shape = SHAPES[data]
+    if data == "tabular" and not arch.startswith("mlp"):
+        with pytest.raises(ValueError, match="tabular|inputs"):
+            build_model(SPECS[arch], shape, 3, 0.1)
+        return
+    torch.manual_seed(0)
+    model = build_model(SPECS[arch], shape, 3, 0.1)
+    out = model(torch.randn(4, *shape))
+    assert out.shape == (4, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+
+
+def _blocks(model: nn.Module) -> list[BasicBlock]:
+    return [m for m in model.modules() if isinstance(m, BasicBlock)]
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (2, 64)])
+def test_zero_init_residual_blocks_start_as_identity(shape: tuple) -> None:
+    torch.manual_seed(0)
+    model = build_model(ResNetSpec(width=4, blocks=[2, 1]), shape, 3, 0.0)
+    blocks = _blocks(model)
+    assert len(blocks) == 3
+    for block in blocks:
+        assert torch.count_nonzero(block.bn2.weight) == 0
+        assert torch.count_nonzero(block.bn1.weight) == block.bn1.weight.numel()
+    model.train()
+    x = torch.randn(5, 4 * 1, *shape[1:])
+    for block in blocks:
+        c_in = block.conv1.in_channels
+        x = torch.randn(5, c_in, *shape[1:])
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), torch.relu(block.shortcut(x)))
+    # the first block has an identity shortcut: the block is exactly relu(x)
+    x = torch.randn(5, 4, *shape[1:])
+    with torch.no_grad():
+        assert torch.equal(blocks[0](x), torch.relu(x))
+
+
+def test_without_zero_init_blocks_are_not_identity() -> None:
+    model = build_model(ResNetSpec(width=4, zero_init_residual=False), (1, 8, 8), 3, 0.0)
+    assert all(torch.count_nonzero(b.bn2.weight) > 0 for b in _blocks(model))
+
+
+def test_resnet_stages_double_width_and_downsample() -> None:
+    model = build_model(ResNetSpec(width=4, blocks=[1, 1, 1]), (1, 8, 8), 3, 0.0)
+    blocks = _blocks(model)
+    assert [b.conv2.out_channels for b in blocks] == [4, 8, 16]
+    x = torch.randn(2, 1, 8, 8)
+    sizes = []
+    h = model.stem(x)
+    for b in blocks:
+        h = b(h)
+        sizes.append(h.shape[-1])
+    assert sizes == [8, 4, 2]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
+def test_every_model_has_dropout(arch: str) -> None:
+    model = build_model(SPECS[arch], (1, 8, 8), 3, 0.3)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert all(m.p == 0.3 for m in model.modules() if isinstance(m, nn.Dropout))
+
+
+def test_dropout_identity_in_eval_and_inverted_in_train() -> None:
+    p = 0.3
+    model = build_model(MLPSpec(hidden=[4096]), (8,), 2, p)
+    drop = next(m for m in model.modules() if isinstance(m, nn.Dropout))
+    x = torch.ones(64, 4096)
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    drop.train()
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - p) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    # the whole model is deterministic in eval mode
+    model.eval()
+    z = torch.randn(3, 8)
+    assert torch.equal(model(z), model(z))
