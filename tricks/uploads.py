@@ -190,7 +190,7 @@ def _read_csv(data: bytes) -> dict[str, np.ndarray]:
                     parsed.append(float(cell))
                 except ValueError:
                     raise UploadError(
-                        f"column '{header[col]}' line {line}: '{cell[:40]}' is not a number; "
+                        f"column '{header[col]}', line {line} (data row {line - 1}): '{cell[:40]}' is not a number; "
                         f"all columns but the label must be numeric",
                         header[col],
                     ) from None
