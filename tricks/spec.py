@@ -38,7 +38,7 @@ class DataSpec(Strict):
     dataset: str = Field(
         min_length=1,
         max_length=64,
-        description="Built-in name (`digits`, `moons`, `spirals`, `blobs`) or the id of an uploaded dataset.",
+        description="Built-in name (`digits`, `moons`, `spirals`, `blobs`, `waves`) or the id of an uploaded dataset (GET /datasets lists both).",
     )
     val_fraction: float = Field(
         0.2,
