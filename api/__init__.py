@@ -1,0 +1,1 @@
+"""The tricklab HTTP API (FastAPI). Never imports torch."""

@@ -1,0 +1,121 @@
+"""The one error shape, ``{"error": {"code", "message", "details"}}``, for every 4xx and 503."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tricks.spec import validation_errors
+
+log = logging.getLogger("tricklab.api")
+
+REDIS_DOWN = "the job store (Redis) is unreachable; retry shortly"
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise from a route to answer with the error shape."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} '{ident}' does not exist")
+
+
+def invalid(loc: list[str | int], msg: str) -> ApiError:
+    """A 422 for one field, in the same shape as pydantic's errors."""
+    return ApiError(422, "validation_error", msg, [{"loc": loc, "msg": msg}])
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+class _Errors:
+    """Adapter so tricks.spec.validation_errors reads FastAPI's error list like a ValidationError."""
+
+    def __init__(self, errors: Any) -> None:
+        self._errors = list(errors)
+
+    def errors(self, include_url: bool = False) -> list[dict[str, Any]]:
+        return self._errors
+
+
+def field_errors(errors: Any) -> list[dict[str, Any]]:
+    """[{loc, msg}] with union tags folded, SpecError paths joined and the leading "body" dropped."""
+    out = []
+    for e in validation_errors(_Errors(errors)):  # type: ignore[arg-type]
+        loc = list(e["loc"])
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        out.append({"loc": loc, "msg": e["msg"]})
+    return out
+
+
+def summary(details: list[dict[str, Any]]) -> str:
+    parts = [f"{'.'.join(map(str, d['loc'])) or 'body'}: {d['msg']}" for d in details[:3]]
+    more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
+    return "; ".join(parts) + more
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = field_errors(exc.errors())
+    return error_response(422, "validation_error", summary(details), details)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+
+
+async def _api(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unreachable during %s %s: %r", request.method, request.url.path, exc)
+    return error_response(503, "redis_unavailable", REDIS_DOWN, None, {"Retry-After": "2"})
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(ApiError, _api)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.ConnectionError, _redis_down)
+    app.add_exception_handler(redis.TimeoutError, _redis_down)

@@ -1,0 +1,60 @@
+"""Builds the FastAPI app: settings, Redis clients, the job store, routers and error handlers."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI
+
+from api import errors
+from api.celery_client import make_celery
+from api.limits import BodyLimit
+from api.routes import curves, datasets, events, health, jobs, schedules
+from tricklab.settings import Settings, get_settings
+from tricklab.store import Store, connect
+
+TAGS = [
+    {"name": "jobs", "description": "Create training jobs, follow them, fetch their results."},
+    {"name": "curves", "description": "Metric and learning-rate curves of a job."},
+    {"name": "schedules", "description": "Preview a learning-rate schedule without training."},
+    {"name": "datasets", "description": "Built-in datasets and your uploads."},
+    {"name": "health", "description": "Liveness and readiness."},
+]
+
+
+def _bytes_client(url: str) -> redis.Redis:
+    # Same timeouts as tricklab.store.connect, but raw bytes for tricklab.series.
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+        retry_on_timeout=False,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="tricklab",
+        version="0.1.0",
+        description="Training-as-a-service for learning-rate schedules and regularization tricks.",
+        openapi_tags=TAGS,
+    )
+    app.state.settings = settings
+    app.state.redis = connect(settings.redis_url)
+    app.state.redis_bytes = _bytes_client(settings.redis_url)
+    app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
+    app.state.celery = make_celery(settings)
+    errors.install(app)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    for module in (jobs, curves, events, schedules, datasets, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,95 @@
+"""What the API decides before a job is queued: its dataset, its step plan and its queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.uploads import DatasetRepo
+from tricklab.store import Store
+from tricks.catalog import BUILTINS, builtin_meta
+from tricks.spec import (
+    DatasetMeta,
+    JobSpec,
+    SpecError,
+    check_against_dataset,
+    dataset_meta_after_split,
+    steps_per_epoch,
+)
+
+
+def resolve_dataset(spec: JobSpec, repo: DatasetRepo, tenant: str) -> DatasetMeta:
+    """The dataset's meta after the validation split; SpecError at data.dataset when unknown."""
+    name = spec.data.dataset
+    meta = builtin_meta(name, spec.data.val_fraction)
+    if meta is not None:
+        return meta
+    stored = repo.get(name, tenant)
+    if stored is None:
+        raise SpecError(
+            ("data", "dataset"),
+            f"dataset '{name}' does not exist: use a built-in ({', '.join(BUILTINS)}) "
+            f"or the id of an upload (GET /datasets)",
+        )
+    fields = {k: stored[k] for k in DatasetMeta.model_fields if k in stored}
+    return dataset_meta_after_split(DatasetMeta(**fields), spec.data.val_fraction)
+
+
+def check_job(spec: JobSpec, meta: DatasetMeta) -> None:
+    """check_against_dataset plus what the classes and splits allow; SpecError with its loc."""
+    if meta.num_classes < 2:
+        raise SpecError(
+            ("data", "dataset"),
+            f"dataset '{meta.id}' has {meta.num_classes} class: classification needs at least 2",
+        )
+    if meta.n_train < 1 or meta.n_val < 1:
+        raise SpecError(
+            ("data", "val_fraction"),
+            f"dataset '{meta.id}' splits into {meta.n_train} training and {meta.n_val} validation "
+            f"samples; both need at least one",
+        )
+    check_against_dataset(spec, meta)
+
+
+def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
+    spe = steps_per_epoch(meta.n_train, spec.training.batch_size)
+    epochs = spec.training.epochs
+    total = spe * epochs
+    if spec.task == "lr_range_test" and spec.lr_range is not None:
+        total = spec.lr_range.steps
+    return {
+        "steps_per_epoch": spe,
+        "total_steps": total,
+        "epochs": epochs,
+        "n_train": meta.n_train,
+        "n_val": meta.n_val,
+    }
+
+
+def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
+    """Queues that live workers said they consume (Store.worker_heartbeat info)."""
+    names = store.workers_alive(ttl_s)
+    if not names:
+        return set()
+    with store.r.pipeline(transaction=False) as pipe:
+        for n in names:
+            pipe.hget(f"{store.p}:worker:{n}", "info")
+        infos = pipe.execute()
+    queues: set[str] = set()
+    for raw in infos:
+        try:
+            info: Any = json.loads(raw) if raw else {}
+        except ValueError:
+            continue
+        queues.update(q for q in info.get("queues", []) if isinstance(q, str))
+    return queues
+
+
+def choose_queue(spec: JobSpec, store: Store, ttl_s: float) -> str:
+    """cuda → gpu, cpu → cpu, auto → gpu when a live worker consumes the gpu queue."""
+    device = spec.training.device
+    if device == "cuda":
+        return "gpu"
+    if device == "cpu":
+        return "cpu"
+    return "gpu" if "gpu" in live_worker_queues(store, ttl_s) else "cpu"

@@ -1,0 +1,100 @@
+"""Server-Sent Events: a job's status changes, progress and metric points as they happen."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+import redis
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import StoreDep, TenantDep
+from api.errors import REDIS_DOWN, invalid
+from api.routes.jobs import ERRORS, load_job
+from tricklab.store import TERMINAL, Store
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# Blocking reads stay below the Redis client's 5 s socket timeout.
+BLOCK_MS = 2000
+KEEPALIVE_S = 15.0
+
+
+def sse(event_id: str | None, kind: str, data: Any) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _is_terminal(store: Store, job_id: str) -> bool:
+    return store.r.hget(store.job_key(job_id), "status") in TERMINAL
+
+
+async def _events(store: Store, job_id: str, last: str, request: Request) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"
+    sent_at = time.monotonic()
+    while True:
+        try:
+            evs = await anyio.to_thread.run_sync(store.read_events, job_id, last, BLOCK_MS)
+            if not evs and await anyio.to_thread.run_sync(_is_terminal, store, job_id):
+                # Terminal, but an event may have landed since the read: drain, then stop.
+                evs = await anyio.to_thread.run_sync(store.read_events, job_id, last, None)
+                if not evs:
+                    return
+        except (redis.ConnectionError, redis.TimeoutError):
+            yield sse(None, "error", {"code": "redis_unavailable", "message": REDIS_DOWN})
+            return
+        for eid, kind, data in evs:
+            last = eid
+            yield sse(eid, kind, data)
+            sent_at = time.monotonic()
+            if kind == "status" and data.get("status") in TERMINAL:
+                return
+        if not evs and time.monotonic() - sent_at >= KEEPALIVE_S:
+            yield ": keep-alive\n\n"
+            sent_at = time.monotonic()
+        if await request.is_disconnected():
+            return
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        204: {"description": "The job finished and every event was already delivered"},
+    },
+)
+async def stream_job_events(
+    job_id: str,
+    request: Request,
+    store: StoreDep,
+    tenant: TenantDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[
+        str | None, Query(description="Like the Last-Event-ID header: start after this event id.")
+    ] = None,
+) -> Response:
+    """Stream a job's events (status, progress, metrics, ...) until it finishes; honours Last-Event-ID."""
+    start = last_event_id or after or "0-0"
+    if not EVENT_ID.match(start):
+        raise invalid(
+            ["header", "Last-Event-ID"], f"'{start[:40]}' is not an event id like 1700000000000-0"
+        )
+    await run_in_threadpool(load_job, store, job_id, tenant)
+    pending = await run_in_threadpool(store.read_events, job_id, start, None, 1)
+    if not pending and await run_in_threadpool(_is_terminal, store, job_id):
+        # 204 tells an EventSource not to reconnect: there is nothing more to say.
+        return Response(status_code=204)
+    return StreamingResponse(
+        _events(store, job_id, start, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

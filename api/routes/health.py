@@ -1,0 +1,44 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import SettingsDep, StoreDep
+from api.errors import REDIS_DOWN, error_response
+from api.schemas import ErrorPublic, HealthPublic, ReadyPublic
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthPublic)
+def read_health() -> dict[str, Any]:
+    """Liveness: the process answers (Redis is not consulted)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyPublic,
+    responses={503: {"model": ErrorPublic, "description": "Redis unreachable or no live worker"}},
+)
+def read_ready(store: StoreDep, settings: SettingsDep) -> Any:
+    """Readiness: Redis answers and at least one worker sent a heartbeat recently."""
+    try:
+        store.r.ping()
+        workers = store.workers_alive(settings.worker_ttl_s)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return error_response(503, "redis_unavailable", REDIS_DOWN, {"redis": "unreachable"})
+    if not workers:
+        return error_response(
+            503,
+            "no_workers",
+            f"Redis is up but no worker has sent a heartbeat in the last {settings.worker_ttl_s:g} s; "
+            f"start one (celery -A worker.celery_app:app worker -Q cpu)",
+            {"redis": "ok", "workers": 0},
+        )
+    return JSONResponse({"redis": "ok", "workers": len(workers)})

@@ -1,0 +1,194 @@
+"""Jobs: create, list, read, cancel, download the trained model."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from fastapi.responses import FileResponse
+
+from api.celery_client import enqueue_training
+from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
+from api.errors import ApiError, invalid, not_found
+from api.examples import JOB_EXAMPLES
+from api.planning import check_job, choose_queue, make_plan, resolve_dataset
+from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
+from api.uploads import DatasetRepo
+from tricklab.store import TERMINAL, JobNotFound, Store
+from tricks.spec import JobSpec, SpecError
+
+log = logging.getLogger("tricklab.api")
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorPublic, "description": "No such job"},
+    422: {"model": ErrorPublic, "description": "Invalid input; details name the field path"},
+    503: {"model": ErrorPublic, "description": "Redis unreachable"},
+}
+
+JOB_ID = r"^j[0-9a-f]{20}$"
+
+
+def job_public(rec: dict[str, Any]) -> dict[str, Any]:
+    """The public view of a job record: progress zeroed from the plan until the worker reports."""
+    plan = rec.get("plan") or {}
+    progress = {
+        "epoch": 0,
+        "epochs": plan.get("epochs", 0),
+        "step": 0,
+        "total_steps": plan.get("total_steps", 0),
+        "fraction": 0.0,
+        "eta_seconds": None,
+        "samples_per_second": 0.0,
+        **(rec.get("progress") or {}),
+    }
+    return {
+        "id": rec["id"],
+        "name": rec.get("name") or "",
+        "status": rec["status"],
+        "spec": rec.get("spec") or {},
+        "created_at": rec.get("created_at"),
+        "started_at": rec.get("started_at"),
+        "finished_at": rec.get("finished_at"),
+        "attempts": rec.get("attempts", 0),
+        "error": rec.get("error"),
+        "progress": progress,
+        "metrics": rec.get("metrics") or {},
+        "best": rec.get("best") or {"val_acc": None, "epoch": None},
+        "queue": rec.get("queue") or "",
+        "plan": rec.get("plan"),
+        "result": rec.get("result"),
+        "cancel_requested": bool(rec.get("cancel_requested")),
+    }
+
+
+def load_job(store: Store, job_id: str, tenant: str) -> dict[str, Any]:
+    try:
+        return store.get_job(job_id, tenant)
+    except JobNotFound:
+        raise not_found("job", job_id) from None
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses={**ERRORS, 413: {"model": ErrorPublic, "description": "Body too large"}},
+)
+def create_job(
+    spec: Annotated[JobSpec, Body(openapi_examples=JOB_EXAMPLES)],
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    tenant: TenantDep,
+) -> dict[str, Any]:
+    """Validate a job spec against its dataset, record the job and queue it."""
+    repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
+    try:
+        meta = resolve_dataset(spec, repo, tenant)
+        check_job(spec, meta)
+    except SpecError as e:
+        raise invalid(list(e.loc), e.msg) from None
+    plan = make_plan(spec, meta)
+    queue = choose_queue(spec, store, settings.worker_ttl_s)
+    rec = store.create_job(
+        spec.model_dump(mode="json"),
+        tenant=tenant,
+        queue=queue,
+        extra={"plan": plan, "dataset_meta": meta.model_dump(mode="json")},
+    )
+    try:
+        enqueue_training(celery, rec["id"], queue)
+    except Exception:  # noqa: BLE001 - the record stays queued; the reconciler re-publishes it
+        log.exception(
+            "could not publish job %s to queue %s; left queued for the reconciler", rec["id"], queue
+        )
+    response.headers["Location"] = f"/jobs/{rec['id']}"
+    return job_public(rec)
+
+
+@router.get("", response_model=JobsPublic, responses=ERRORS)
+def read_jobs(
+    store: StoreDep,
+    tenant: TenantDep,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=JOB_ID, description="next_cursor of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    """List jobs, newest first, optionally of one status."""
+    jobs, next_cursor = store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+    data = [job_public(j) for j in jobs]
+    return {"data": data, "count": len(data), "next_cursor": next_cursor}
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
+def read_job(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+    """Read one job: status, progress, latest metrics, best epoch."""
+    return job_public(load_job(store, job_id, tenant))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=CancelPublic,
+    responses={**ERRORS, 409: {"model": ErrorPublic, "description": "The job already finished"}},
+)
+def cancel_job(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+    """Cancel a job: a queued one never starts, a running one stops at its next log point."""
+    rec = load_job(store, job_id, tenant)
+    if rec["status"] in TERMINAL:
+        raise _finished(job_id, rec["status"])
+    try:
+        res = store.cancel(job_id)
+    except JobNotFound:
+        raise not_found("job", job_id) from None
+    if res == "cancelled":
+        return {"id": job_id, "status": "cancelled", "cancel_requested": True}
+    if res == "cancelling":
+        return {"id": job_id, "status": "running", "cancel_requested": True}
+    raise _finished(job_id, res)
+
+
+def _finished(job_id: str, status: str) -> ApiError:
+    return ApiError(
+        409,
+        "job_finished",
+        f"job '{job_id}' is already {status}; only queued or running jobs can be cancelled",
+        {"status": status},
+    )
+
+
+@router.get(
+    "/{job_id}/model",
+    response_class=FileResponse,
+    responses={
+        **ERRORS,
+        200: {"content": {"application/octet-stream": {}}, "description": "safetensors weights"},
+        409: {"model": ErrorPublic, "description": "The job has not succeeded"},
+    },
+)
+def read_job_model(
+    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> FileResponse:
+    """Download the trained weights (safetensors) of a succeeded job."""
+    rec = load_job(store, job_id, tenant)
+    if rec["status"] != "succeeded":
+        raise ApiError(
+            409,
+            "model_not_ready",
+            f"job '{job_id}' is {rec['status']}; the model is available once it has succeeded",
+            {"status": rec["status"]},
+        )
+    path = settings.job_dir(job_id) / "model.safetensors"
+    if not path.is_file():
+        raise ApiError(
+            404, "not_found", f"job '{job_id}' succeeded but its model file is missing", None
+        )
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"{job_id}.safetensors"
+    )

@@ -1,0 +1,239 @@
+"""Response and request models (the OpenAPI schema); JobSpec itself lives in tricks.spec."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tricks.spec import (
+    MAX_EPOCHS,
+    MultiStepDecay,
+    ScheduleSpec,
+    SpecError,
+    StepDecay,
+    Strict,
+)
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+MAX_PREVIEW_STEPS = 10_000_000
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail
+
+
+# -------------------------------------------------------------------------- jobs
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    fraction: float = 0.0
+    eta_seconds: float | None = None
+    samples_per_second: float = 0.0
+
+
+class Best(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    val_acc: float | None = None
+    epoch: int | None = None
+
+
+class Plan(BaseModel):
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    n_train: int
+    n_val: int
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str
+    status: Status
+    spec: dict[str, Any]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    error: JobError | None
+    progress: Progress
+    metrics: dict[str, Any]
+    best: Best
+    queue: str
+    plan: Plan | None = None
+    result: dict[str, Any] | None = None
+    cancel_requested: bool = False
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Jobs on this page.")
+    next_cursor: str | None = Field(
+        description="Pass as cursor= for the next page; null at the end."
+    )
+
+
+class CancelPublic(BaseModel):
+    id: str
+    status: Status
+    cancel_requested: bool
+
+
+# ------------------------------------------------------------------------ curves
+
+
+class Series(BaseModel):
+    step: list[int]
+    value: list[float | None]
+
+
+class CurvesPublic(BaseModel):
+    series: dict[str, Series]
+    next_since: int | None
+
+
+class LrSeries(BaseModel):
+    step: list[int]
+    lr: list[float | None]
+
+
+class LrPublic(BaseModel):
+    planned: LrSeries
+    actual: LrSeries
+
+
+# --------------------------------------------------------------------- schedules
+
+
+class PreviewRequest(Strict):
+    lr: float = Field(gt=0.0, le=100.0, description="Peak learning rate lr0.")
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    steps_per_epoch: int = Field(ge=1, le=1_000_000)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    max_points: int | None = Field(
+        None,
+        ge=2,
+        le=100_000,
+        description="Downsample to at most this many points, keeping first, last, min and max.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_decay_tag(cls, data: Any) -> Any:
+        """A bare decay is cosine, as in JobSpec."""
+        if isinstance(data, dict):
+            sched = data.get("schedule")
+            if isinstance(sched, dict) and isinstance(sched.get("decay"), dict):
+                if "kind" not in sched["decay"]:
+                    data = {
+                        **data,
+                        "schedule": {**sched, "decay": {"kind": "cosine", **sched["decay"]}},
+                    }
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> PreviewRequest:
+        """The same schedule checks JobSpec makes, with lr and epochs given directly."""
+        epochs, lr0, total = self.epochs, self.lr, self.epochs * self.steps_per_epoch
+        if total > MAX_PREVIEW_STEPS:
+            raise SpecError(
+                ("steps_per_epoch",),
+                f"epochs × steps_per_epoch = {total} steps, above the {MAX_PREVIEW_STEPS} preview limit",
+            )
+        w, d = self.schedule.warmup, self.schedule.decay
+        if w is not None and w.epochs is not None and w.epochs >= epochs:
+            raise SpecError(
+                ("schedule", "warmup", "epochs"),
+                f"schedule.warmup ({w.epochs:g} epochs) is as long as or longer than training "
+                f"({epochs} epochs): shorten the warm-up or train longer",
+            )
+        if w is not None and w.steps is not None and w.steps >= total:
+            raise SpecError(
+                ("schedule", "warmup", "steps"),
+                f"warm-up ({w.steps} steps) is as long as or longer than training ({total} steps): "
+                f"shorten it or train longer",
+            )
+        if w is not None and w.start_lr > lr0:
+            raise SpecError(
+                ("schedule", "warmup", "start_lr"),
+                f"schedule.warmup.start_lr ({w.start_lr:g}) is above lr ({lr0:g}): warm-up must rise",
+            )
+        if isinstance(d, MultiStepDecay) and d.milestones[-1] >= epochs:
+            raise SpecError(
+                ("schedule", "decay", "milestones"),
+                f"schedule.decay.milestones has {d.milestones[-1]}, past the last epoch ({epochs - 1})",
+            )
+        if isinstance(d, StepDecay) and d.step_epochs >= epochs:
+            raise SpecError(
+                ("schedule", "decay", "step_epochs"),
+                f"schedule.decay.step_epochs ({d.step_epochs}) ≥ epochs ({epochs}): the lr would never decay",
+            )
+        min_lr = getattr(d, "min_lr", None)
+        if min_lr is not None and min_lr > lr0:
+            raise SpecError(
+                ("schedule", "decay", "min_lr"),
+                f"schedule.decay.min_lr ({min_lr:g}) is above lr ({lr0:g}): set min_lr below lr",
+            )
+        return self
+
+
+class PreviewPublic(BaseModel):
+    step: list[int]
+    lr: list[float]
+    total_steps: int
+
+
+# ---------------------------------------------------------------------- datasets
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    name: str
+    kind: Literal["image", "sequence", "tabular"]
+    input_shape: list[int]
+    num_classes: int
+    n_train: int
+    n_val: int = Field(
+        description="0 when the dataset has no own split: data.val_fraction applies."
+    )
+    builtin: bool
+    filename: str | None = None
+    bytes: int | None = None
+    created_at: str | None = None
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+# ------------------------------------------------------------------------ health
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyPublic(BaseModel):
+    redis: Literal["ok"]
+    workers: int

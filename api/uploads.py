@@ -1,0 +1,86 @@
+"""Uploaded datasets: arrays in settings.datasets_dir/{id}.npz, metadata in Redis.
+
+Keys (P = settings.key_prefix): P:ds:{id} hash {tenant, meta (JSON)}; P:t:{tenant}:datasets set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+from tricklab.store import iso
+
+
+class DatasetRepo:
+    def __init__(self, r: redis.Redis, prefix: str, datasets_dir: Path) -> None:
+        self.r = r
+        self.p = prefix
+        self.dir = datasets_dir
+
+    def key(self, ds_id: str) -> str:
+        return f"{self.p}:ds:{ds_id}"
+
+    def tenant_key(self, tenant: str) -> str:
+        return f"{self.p}:t:{tenant}:datasets"
+
+    def path(self, ds_id: str) -> Path:
+        return self.dir / f"{ds_id}.npz"
+
+    def save(self, tenant: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict:
+        """Write the arrays atomically (temp file + rename), then the metadata; undo on failure."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.path(meta["id"])
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".upload-", suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        record = {**meta, "created_at": time.time()}
+        try:
+            with self.r.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    self.key(meta["id"]), mapping={"tenant": tenant, "meta": json.dumps(record)}
+                )
+                pipe.sadd(self.tenant_key(tenant), meta["id"])
+                pipe.execute()
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return self._public(record)
+
+    def get(self, ds_id: str, tenant: str) -> dict | None:
+        h = self.r.hgetall(self.key(ds_id))
+        if not h or h.get("tenant") != tenant:
+            return None
+        return self._public(json.loads(h["meta"]))
+
+    def list(self, tenant: str) -> list[dict]:
+        ids = sorted(self.r.smembers(self.tenant_key(tenant)))
+        with self.r.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hget(self.key(i), "meta")
+            rows = pipe.execute()
+        return [self._public(json.loads(m)) for m in rows if m]
+
+    def delete(self, ds_id: str, tenant: str) -> None:
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key(ds_id))
+            pipe.srem(self.tenant_key(tenant), ds_id)
+            pipe.execute()
+        self.path(ds_id).unlink(missing_ok=True)
+
+    @staticmethod
+    def _public(record: dict) -> dict:
+        return {**record, "builtin": False, "created_at": iso(record.get("created_at"))}
