@@ -1,0 +1,1 @@
+"""Celery app and thin tasks: claim a job, run tricks.train, report through Redis."""

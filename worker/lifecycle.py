@@ -1,0 +1,174 @@
+"""Worker process lifecycle, wired through Celery signals.
+
+Parent (MainProcess):
+- worker_init: import torch and the training code once, before the pool forks, so a
+  job does not pay for the import. Never touch torch.cuda here: CUDA initialised
+  before fork is unusable in the children. The child selects the device.
+- worker_ready: a daemon thread writes this worker's heartbeat (for /readyz) every
+  worker_ttl_s/3 and re-queues running jobs whose lease expired (a worker died).
+- worker_shutting_down (SIGTERM/SIGINT: warm shutdown): forward SIGTERM to the pool
+  children, so the running job checkpoints and is re-queued instead of finishing late.
+- worker_shutdown: stop the thread and remove the heartbeat.
+
+Child (pool process):
+- SIGTERM while a job runs sets a flag that the job's should_stop() turns into
+  "preempt"; when idle, SIGTERM terminates the child as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from celery import signals
+
+from tricklab.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- child side
+_running = threading.Event()
+_preempt_at: float | None = None
+_GRACE_S = 60.0  # a SIGTERM this long after the first one kills a stuck child
+
+
+def preempt_requested() -> bool:
+    return _preempt_at is not None
+
+
+def task_started() -> None:
+    _running.set()
+
+
+def task_finished() -> None:
+    _running.clear()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _preempt_at
+    now = time.monotonic()
+    if not _running.is_set() or (_preempt_at is not None and now - _preempt_at > _GRACE_S):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    if _preempt_at is None:
+        _preempt_at = now
+        log.warning("SIGTERM: the running job will checkpoint and be re-queued")
+
+
+@signals.worker_process_init.connect
+def _child_init(**_: Any) -> None:
+    global _preempt_at
+    _preempt_at = None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# --------------------------------------------------------------- parent side
+def visible_gpus() -> int:
+    """GPUs this worker may use, without initialising CUDA (launcher pins CUDA_VISIBLE_DEVICES)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+    from worker.launch import detect_gpus
+
+    return len(detect_gpus())
+
+
+@signals.worker_init.connect
+def _preimport(**_: Any) -> None:
+    t0 = time.monotonic()
+    import torch  # noqa: F401 - import only; torch.cuda stays untouched before fork
+
+    try:
+        import tricks.data  # noqa: F401
+        import tricks.train  # noqa: F401
+    except ImportError as e:  # the training loop may be absent in a partial checkout
+        log.warning("could not pre-import the training code: %s", e)
+    log.info("pre-imported torch in %.1fs", time.monotonic() - t0)
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, name: str, queues: list[str], app: Any) -> None:
+        super().__init__(name="tricklab-heartbeat", daemon=True)
+        self.worker_name = name
+        self.queues = queues
+        self.app = app
+        self.done = threading.Event()
+        s = get_settings()
+        self.interval = max(0.5, s.worker_ttl_s / 3)
+        self.info = {"queues": queues, "gpus": visible_gpus(), "pid": os.getpid()}
+
+    def store(self) -> Any:
+        from tricklab.store import Store, connect
+
+        s = get_settings()
+        return Store(connect(s.redis_url), s.key_prefix, s.events_maxlen)
+
+    def run(self) -> None:
+        store = self.store()
+        while True:
+            try:
+                store.worker_heartbeat(self.worker_name, self.info)
+                self.reap(store)
+            except Exception as e:  # Redis down: keep trying, /readyz reports it meanwhile
+                log.warning("worker heartbeat failed: %s", e)
+            if self.done.wait(self.interval):
+                break
+        try:
+            store.worker_gone(self.worker_name)
+        except Exception:
+            pass
+
+    def reap(self, store: Any) -> None:
+        """Re-queue running jobs whose lease expired (their worker died). Atomic per job."""
+        now = time.time()
+        ids = store.running_jobs()
+        for job in store.get_jobs(ids) if ids else []:
+            if job.get("lease_until") and job["lease_until"] < now:
+                if store.requeue(job["id"], None, "lease expired") == 1:
+                    log.warning("job %s: lease expired; re-queued", job["id"])
+                    self.app.send_task(
+                        "tricklab.train", args=[job["id"]], queue=job.get("queue") or "cpu"
+                    )
+
+
+_heartbeat: _Heartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    global _heartbeat
+    hostname = getattr(sender, "hostname", None) or f"worker@{os.uname().nodename}"
+    try:
+        queues = sorted(sender.app.amqp.queues.consume_from.keys())
+    except Exception:
+        queues = []
+    _heartbeat = _Heartbeat(hostname, queues, sender.app)
+    _heartbeat.start()
+
+
+@signals.worker_shutting_down.connect
+def _forward_sigterm(**_: Any) -> None:
+    try:
+        from billiard.process import active_children
+
+        children = active_children()
+    except Exception:
+        children = []
+    for child in children:
+        try:
+            if child.pid:
+                os.kill(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.done.set()
+        _heartbeat.join(5)

@@ -1,0 +1,181 @@
+"""The worker's training callbacks: progress, metrics and series to Redis.
+
+One pipelined round trip per log point: the metric series points (SeriesWriter
+appends), an "epoch" event at epoch ends, and the fenced heartbeat that renews the
+job's lease and stores progress, latest metrics and best. The heartbeat's answer
+is the control channel back into the loop: 2 means the user cancelled, -1 means
+another attempt owns the job (this one must stop without writing its outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tricklab.series import SeriesWriter
+from tricklab.store import Store
+from tricks.callbacks import Callbacks, StopRequest
+
+log = logging.getLogger(__name__)
+
+EPOCH_SERIES = {"train_loss": "epoch_train_loss", "train_acc": "epoch_train_acc"}
+
+
+def jsonable(v: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (JSON has no NaN), tensors/numpy -> numbers."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, bool) or v is None or isinstance(v, str | int):
+        return v
+    if hasattr(v, "item"):  # numpy / torch scalars
+        try:
+            v = v.item()
+        except (ValueError, RuntimeError):
+            return str(v)
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, int | str | bool):
+        return v
+    return str(v)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    return float(v) if isinstance(v, int | float) else None
+
+
+class Reporter(Callbacks):
+    """Callbacks that write to Redis for one attempt of one job."""
+
+    def __init__(
+        self,
+        store: Store,
+        raw_redis: Any,
+        job_id: str,
+        attempt: int,
+        *,
+        lease_s: float,
+        preempt_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.store = store
+        self.raw = raw_redis  # bytes client: the series writer packs binary records
+        self.job_id = job_id
+        self.attempt = attempt
+        self.lease_s = lease_s
+        self.preempt_requested = preempt_requested
+        self.series = SeriesWriter(raw_redis, store.series_prefix(job_id))
+        self.series.load()  # after a resume, steps already stored are dropped
+        self.latest: dict[str, Any] = {}
+        self.best: dict[str, Any] | None = None
+        self.progress: dict[str, Any] | None = None
+        self.stop: StopRequest = None
+        self.fenced = False
+        self.cancelled = False
+
+    # ------------------------------------------------------------ callbacks
+    def on_start(self, info: dict[str, Any]) -> None:
+        self._flush(None, {}, None, event=("start", jsonable(info)))
+
+    def on_log(self, step: int, metrics: dict[str, float], progress: dict[str, Any]) -> None:
+        self.latest.update(jsonable(metrics))
+        self.progress = jsonable(progress)
+        self._flush(step, metrics, self.progress)
+
+    def on_epoch_end(
+        self, epoch: int, step: int, metrics: dict[str, float], progress: dict[str, Any]
+    ) -> None:
+        self.latest.update(jsonable(metrics))
+        self.progress = jsonable(progress)
+        acc = _number(metrics.get("val_acc"))
+        if (
+            acc is not None
+            and math.isfinite(acc)
+            and (self.best is None or acc > self.best["val_acc"])
+        ):
+            self.best = {"val_acc": acc, "epoch": epoch}
+        event = {"epoch": epoch, "step": step, "metrics": jsonable(metrics)}
+        # The epoch means of train_* get their own series (as in TrainResult.history):
+        # the step-level train_loss/train_acc series already has a point at this step.
+        series = {EPOCH_SERIES.get(k, k): v for k, v in metrics.items()}
+        self._flush(step, series, self.progress, event=("epoch", event))
+
+    def should_stop(self) -> StopRequest:
+        if self.stop is None and self.preempt_requested():
+            self.stop = "preempt"
+        return self.stop
+
+    # ------------------------------------------------------------- plumbing
+    def _flush(
+        self,
+        step: int | None,
+        metrics: dict[str, Any],
+        progress: dict[str, Any] | None,
+        event: tuple[str, dict] | None = None,
+    ) -> None:
+        with self.raw.pipeline(transaction=False) as pipe:
+            if step is not None:
+                for name, value in metrics.items():
+                    v = _number(value)
+                    if v is not None:
+                        self.series.add(pipe, name, [step], [v])
+            if event is not None:
+                self.store.emit(self.job_id, event[0], event[1], pipe=pipe)
+            self.store.heartbeat(
+                self.job_id,
+                self.attempt,
+                lease_s=self.lease_s,
+                progress=progress,
+                metrics=self.latest if step is not None else None,
+                best=self.best,
+                pipe=pipe,
+            )
+            answer = pipe.execute()[-1]
+        self._apply(answer)
+
+    def renew_lease(self) -> None:
+        """Heartbeat without data (the lease keeper thread, between slow log points)."""
+        self._apply(self.store.heartbeat(self.job_id, self.attempt, lease_s=self.lease_s))
+
+    def _apply(self, answer: Any) -> None:
+        answer = int(answer)
+        if answer == 2 and self.stop is None:
+            log.info("job %s: cancel requested", self.job_id)
+            self.cancelled = True
+            self.stop = "cancel"
+        elif answer == -1 and not self.fenced:
+            log.warning("job %s: attempt %s was fenced out; stopping", self.job_id, self.attempt)
+            self.fenced = True
+            self.stop = "preempt"
+
+
+class LeaseKeeper:
+    """Renews the lease every lease_s/3 while a job runs, whatever the log interval."""
+
+    def __init__(self, reporter: Reporter, interval_s: float) -> None:
+        self.reporter = reporter
+        self.interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval_s):
+            try:
+                self.reporter.renew_lease()
+            except Exception:  # Redis blips: the next round or the next log point retries
+                log.warning("job %s: lease renewal failed", self.reporter.job_id, exc_info=True)
