@@ -1,0 +1,392 @@
+"""Python client for the tricklab HTTP API (see DESIGN.md for the contract).
+
+Thin and synchronous: one method per endpoint, JSON in and out, every non-2xx
+answer raised as `ApiError` whose str() is one readable line. Specs may be given
+as `tricks.spec.JobSpec` objects or plain dicts. No torch import (the CLI starts
+from here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tricks.spec import JobSpec, ScheduleSpec
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class ApiError(Exception):
+    """A non-2xx answer, built from `{"error": {"code", "message", "details"}}`."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, *, hint: str = ""
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.hint = hint
+        super().__init__(self._line())
+
+    @classmethod
+    def from_response(cls, resp: httpx.Response) -> ApiError:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            return cls(
+                resp.status_code,
+                str(err.get("code") or "error"),
+                str(err.get("message") or ""),
+                err.get("details"),
+            )
+        # Not our error shape (a proxy, or FastAPI's own {"detail": ...}): keep what we can.
+        if isinstance(body, dict) and "detail" in body:
+            detail = body["detail"]
+            if isinstance(detail, list):
+                return cls(resp.status_code, "validation_error", "invalid request", detail)
+            return cls(resp.status_code, "error", str(detail))
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+        return cls(resp.status_code, "http_error", text or resp.reason_phrase)
+
+    def _line(self) -> str:
+        head = f"{self.status} {self.code}" if self.status else self.code
+        parts = _detail_lines(self.details)
+        if parts:
+            body = "; ".join(parts)
+        else:
+            body = self.message
+        line = f"{head}: {body}" if body else head
+        if self.hint:
+            line += f" ({self.hint})"
+        return " ".join(line.split())  # one line, whatever the server sent
+
+
+def _detail_lines(details: Any) -> list[str]:
+    """`loc.path: msg` for each entry of a validation-error details list."""
+    if not isinstance(details, list):
+        return []
+    out = []
+    for d in details:
+        if not isinstance(d, dict) or "msg" not in d:
+            continue
+        loc = d.get("loc") or []
+        if isinstance(loc, list | tuple):
+            # FastAPI prefixes request-body errors with "body"; users think in spec paths.
+            loc = [p for i, p in enumerate(loc) if not (i == 0 and p == "body")]
+            path = ".".join(str(p) for p in loc)
+        else:
+            path = str(loc)
+        out.append(f"{path}: {d['msg']}" if path else str(d["msg"]))
+    return out
+
+
+class ConnectionError(ApiError):  # noqa: A001 - the name users expect; subclass of ApiError
+    """The API did not answer at all (refused, DNS, timeout)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            0,
+            "connection_error",
+            f"cannot reach {url}: {reason}",
+            hint="is the API running? start it with `make up`, or set TRICKLAB_URL",
+        )
+        self.url = url
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event; `data` is parsed JSON when it is JSON, else the raw text."""
+
+    id: str | None
+    type: str
+    data: Any
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
+    """Events from SSE lines (without line endings), per the WHATWG rules we need.
+
+    `data:` lines accumulate (joined with newlines), `event:` sets the type
+    (default "message"), `id:` the id, a blank line dispatches, `:` starts a comment.
+    A final event without the blank line is dropped, as browsers do.
+    """
+    data: list[str] = []
+    etype = ""
+    eid: str | None = None
+    last_id: str | None = None
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if line == "":
+            if data:
+                text = "\n".join(data)
+                try:
+                    value: Any = json.loads(text)
+                except ValueError:
+                    value = text
+                last_id = eid if eid is not None else last_id
+                yield Event(last_id, etype or "message", value)
+            data, etype, eid = [], "", None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            etype = value
+        elif field == "id":
+            eid = value
+        # "retry" and unknown fields are ignored
+
+
+def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split a byte stream into lines on \\n, \\r\\n or \\r, across chunk boundaries."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            i_n, i_r = buf.find(b"\n"), buf.find(b"\r")
+            if i_n < 0 and i_r < 0:
+                break
+            if i_r >= 0 and (i_n < 0 or i_r < i_n):
+                if i_r == len(buf) - 1:
+                    break  # might be the first half of \r\n; wait for more
+                end, skip = i_r, 2 if buf[i_r + 1 : i_r + 2] == b"\n" else 1
+            else:
+                end, skip = i_n, 1
+            yield buf[:end].decode("utf-8", "replace")
+            buf = buf[end + skip :]
+    if buf:
+        yield buf.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def parse_sse_bytes(chunks: Iterable[bytes]) -> Iterator[Event]:
+    return parse_sse(_iter_lines(chunks))
+
+
+def _spec_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(spec, JobSpec):
+        return spec.model_dump(mode="json", exclude_none=False)
+    return dict(spec)
+
+
+class Client:
+    """`Client()` talks to $TRICKLAB_URL (default http://127.0.0.1:8000) with $TRICKLAB_API_KEY."""
+
+    def __init__(
+        self, url: str | None = None, api_key: str | None = None, timeout: float = 30
+    ) -> None:
+        self.url = (url or os.environ.get("TRICKLAB_URL") or DEFAULT_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("TRICKLAB_API_KEY")
+        headers = {"Accept": "application/json", "User-Agent": "tricklab-client"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        self.timeout = timeout
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise ConnectionError(self.url, _reason(e)) from None
+        if resp.status_code >= 400:
+            raise ApiError.from_response(resp)
+        return resp
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self._request(method, path, **kw)
+        if not resp.content:
+            return {}
+        return resp.json()
+
+    # ---------------------------------------------------------------------- jobs
+    def submit(
+        self, spec: JobSpec | dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """POST /jobs → the queued job."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._json("POST", "/jobs", json=_spec_dict(spec), headers=headers)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/jobs/{job_id}")
+
+    def list(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """GET /jobs → the page as the API sends it (jobs under `data`, `next_cursor`)."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", "/jobs", params=params)
+
+    def iter_jobs(
+        self, status: str | None = None, limit: int = 50, page_size: int = 50
+    ) -> Iterator[dict[str, Any]]:
+        """Every job, newest first, following cursors; stops after `limit` (None = all)."""
+        cursor = None
+        n = 0
+        while True:
+            page = self.list(status=status, limit=page_size, cursor=cursor)
+            for job in jobs_of(page):
+                yield job
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+            cursor = (
+                (page.get("next_cursor") or page.get("cursor")) if isinstance(page, dict) else None
+            )
+            if not cursor:
+                return
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
+        """Poll until the job is terminal and return it; TimeoutError after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.get("status") in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.get('status')} after {timeout:g}s")
+            time.sleep(poll)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/jobs/{job_id}/cancel")
+
+    def curves(
+        self,
+        job_id: str,
+        metrics: Iterable[str] | str | None = None,
+        since: int | None = None,
+        max_points: int | None = None,
+    ) -> dict[str, Any]:
+        """GET /jobs/{id}/curves → {"series": {name: {step, value}}, "next_since"}."""
+        params: dict[str, Any] = {}
+        if metrics:
+            params["metrics"] = metrics if isinstance(metrics, str) else ",".join(metrics)
+        if since is not None:
+            params["since"] = since
+        if max_points is not None:
+            params["max_points"] = max_points
+        return self._json("GET", f"/jobs/{job_id}/curves", params=params)
+
+    def lr(self, job_id: str) -> dict[str, Any]:
+        """GET /jobs/{id}/lr → {"planned": {step, lr}, "actual": {step, lr}}."""
+        return self._json("GET", f"/jobs/{job_id}/lr")
+
+    def events(self, job_id: str, last_event_id: str | None = None) -> Iterator[Event]:
+        """Server-Sent Events of one job, until the server closes the stream."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        # No read timeout: a quiet job may send nothing (but keep-alive comments) for a while.
+        timeout = httpx.Timeout(self.timeout, read=None)
+        try:
+            with self._http.stream(
+                "GET", f"/jobs/{job_id}/events", headers=headers, timeout=timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError.from_response(resp)
+                yield from parse_sse_bytes(resp.iter_bytes())
+        except httpx.TransportError as e:
+            raise ConnectionError(self.url, _reason(e)) from None
+
+    def model(self, job_id: str, path: str | Path) -> Path:
+        """Download the trained weights (safetensors) to `path`."""
+        path = Path(path)
+        try:
+            with self._http.stream("GET", f"/jobs/{job_id}/model") as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ApiError.from_response(resp)
+                tmp = path.with_name(path.name + ".part")
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.iter_bytes():
+                        fh.write(chunk)
+                tmp.replace(path)
+        except httpx.TransportError as e:
+            raise ConnectionError(self.url, _reason(e)) from None
+        return path
+
+    # ----------------------------------------------------------------- schedules
+    def preview(
+        self,
+        lr: float,
+        epochs: int,
+        steps_per_epoch: int,
+        schedule: ScheduleSpec | dict[str, Any],
+    ) -> dict[str, Any]:
+        """POST /schedules/preview → {step[], lr[], total_steps} without training."""
+        if isinstance(schedule, ScheduleSpec):
+            schedule = schedule.model_dump(mode="json")
+        body = {
+            "lr": lr,
+            "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "schedule": schedule,
+        }
+        return self._json("POST", "/schedules/preview", json=body)
+
+    # ------------------------------------------------------------------ datasets
+    def upload_dataset(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        """POST /datasets with a .npz or .csv file → the dataset record (use its id as data.dataset)."""
+        path = Path(path)
+        data = {"name": name} if name else None
+        with open(path, "rb") as fh:
+            files = {"file": (path.name, fh, "application/octet-stream")}
+            return self._json("POST", "/datasets", files=files, data=data)
+
+    def datasets(self) -> dict[str, Any]:
+        return self._json("GET", "/datasets")
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/datasets/{dataset_id}")
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"/datasets/{dataset_id}")
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+
+def jobs_of(page: Any) -> list[dict[str, Any]]:
+    """The jobs in a GET /jobs answer, whichever list key the API uses."""
+    if isinstance(page, list):
+        return page
+    for key in ("data", "jobs", "items"):
+        if isinstance(page.get(key), list):
+            return page[key]
+    return []
+
+
+def _reason(e: httpx.TransportError) -> str:
+    if isinstance(e, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(e, httpx.TimeoutException):
+        return "timed out"
+    return type(e).__name__
