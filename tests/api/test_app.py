@@ -1,0 +1,56 @@
+"""The error shape everywhere, body limits, health and readiness, and the torch boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.api.conftest import EXAMPLE, ROOT, assert_error
+
+
+def test_unknown_route_and_method_use_the_error_shape(client):
+    assert_error(client.get("/no/such/route"), 404, "not_found")
+    assert_error(client.delete("/healthz"), 405, "method_not_allowed")
+    assert_error(client.put("/jobs"), 405, "method_not_allowed")
+
+
+def test_json_body_over_the_limit_is_413(client):
+    body = {**EXAMPLE, "name": "x" * 100_000}
+    err = assert_error(client.post("/jobs", json=body), 413, "payload_too_large")
+    assert "limit" in err["message"]
+
+
+def test_healthz_needs_nothing(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_readyz_is_503_without_a_worker_and_200_with_one(api, client):
+    err = assert_error(client.get("/readyz"), 503, "no_workers")
+    assert "worker" in err["message"]
+    api.store.worker_heartbeat("ready-test@x", info={"queues": ["cpu"], "gpus": 0})
+    try:
+        r = client.get("/readyz")
+        assert r.status_code == 200 and r.json() == {"redis": "ok", "workers": 1}
+    finally:
+        api.store.worker_gone("ready-test@x")
+
+
+def test_openapi_documents_examples(client):
+    doc = client.get("/openapi.json").json()
+    post_jobs = doc["paths"]["/jobs"]["post"]
+    examples = post_jobs["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["digits"]["value"]["schedule"]["decay"]["kind"] == "cosine"
+    preview = doc["paths"]["/schedules/preview"]["post"]["requestBody"]["content"]
+    assert preview["application/json"]["examples"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_the_api_process_never_imports_torch():
+    code = (
+        "import sys, api.main, api.routes.jobs, api.routes.curves; "
+        "bad = [m for m in ('torch', 'worker', 'tricks.data', 'tricks.train') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
