@@ -41,7 +41,7 @@ from tricks.augment import augment_batch
 from tricks.callbacks import Callbacks
 from tricks.data import Dataset
 from tricks.evaluate import evaluate
-from tricks.mixup import mix_batch, smooth_targets, soft_cross_entropy
+from tricks.mixup import mix_batch, smooth_targets
 from tricks.models import build_model
 from tricks.regularization import build_optimizer, penalty
 from tricks.schedules import lr_curve
@@ -131,6 +131,7 @@ def train(
     ).tolist()  # python floats: setting the lr costs no tensor op
     mixing = reg.mixup is not None or (reg.cutmix is not None and kind == "image")
     eps, l1, l2, clip = reg.label_smoothing, reg.l1, reg.l2, tr.grad_clip
+    penalize = bool(l1 or l2)
     log_every = tr.log_every
 
     # ---- model, optimizer and every source of randomness
@@ -138,6 +139,8 @@ def train(
     model = build_model(spec.model, tuple(data.input_shape), K, reg.dropout).to(dev)
     opt = build_optimizer(spec.optimizer, model)
     params = [p for g in opt.param_groups for p in g["params"]]
+    weights = [p for p in params if p.ndim >= 2]  # what l1/l2 penalize (regularization.penalty)
+    smooth = smooth_targets(torch.arange(K, device=dev), K, eps)  # row k: (1−ε)·onehot(k) + ε/K
     scaler = torch.amp.GradScaler(dev.type) if precision == "fp16" else None
     gen = torch.Generator(device=dev).manual_seed(tr.seed)  # order, augment, mix
 
@@ -244,6 +247,7 @@ def train(
         while epoch < epochs:
             if perm is None:
                 perm = torch.randperm(n_train, generator=gen, device=dev)
+            Yp = Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
             model.train()
             while batch < spe:
                 # -------- one optimizer update, index `step`; no host sync in here
@@ -251,25 +255,30 @@ def train(
                 for g in opt.param_groups:
                     g["lr"] = lr
                 idx = perm[batch * bs : (batch + 1) * bs]
-                x, y = X[idx], Y[idx]
+                x, y = X[idx], Yp[batch * bs : (batch + 1) * bs]
                 if reg.augment is not None:
                     x = augment_batch(x, reg.augment, kind, gen)
                 if mixing:
-                    x, target = mix_batch(x, smooth_targets(y, K, eps), reg, kind, gen)
+                    x, target = mix_batch(x, smooth[y], reg, kind, gen)
                     torch.argmax(target, dim=1, out=labels[row])  # the majority label
                 with amp:
                     logits = model(x)
                 if cast:  # autocast: the loss in fp32
                     logits = logits.float()
-                if mixing:
-                    loss = soft_cross_entropy(logits, target)
-                else:  # same ε/K convention as smooth_targets, but fused and faster
-                    loss = F.cross_entropy(logits, y, label_smoothing=eps)
-                objective = loss + penalty(model, l1, l2) if (l1 or l2) else loss
-                if scaler is not None:
-                    scaler.scale(objective).backward()
+                if mixing:  # soft targets: mean of −Σ target·log_softmax(logits)
+                    loss = F.cross_entropy(logits, target)
+                elif eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
+                    loss = F.cross_entropy(logits, smooth[y])
                 else:
-                    objective.backward()
+                    loss = F.cross_entropy(logits, y)
+                if penalize and scaler is not None:
+                    scaler.scale(loss + penalty(model, l1, l2)).backward()
+                elif scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                    if penalize:  # d/dw of l1·Σ|w| + l2·Σw², added in place of autograd
+                        _add_penalty_grads(weights, l1, l2)
                 if clip is not None:
                     if scaler is not None:
                         scaler.unscale_(opt)
@@ -291,7 +300,7 @@ def train(
                 # -------- log point: the one host sync of this interval
                 t = step - 1
                 lo = (batch - row) * bs
-                truth = labels[:row] if mixing else Y[perm[lo : batch * bs]].view(row, bs)
+                truth = labels[:row] if mixing else Yp[lo : batch * bs].view(row, bs)
                 correct = (preds[:row] == truth).sum()
                 interval_loss, n_correct = loss_sum.item(), int(correct)  # note: sync point
                 loss_sum.zero_()
@@ -364,6 +373,25 @@ def train(
             },
         )
     return result("succeeded")
+
+
+def _add_penalty_grads(weights: list[torch.Tensor], l1: float, l2: float) -> None:
+    """grad += l1·sign(w) + 2·l2·w: the gradient of regularization.penalty, without its graph.
+
+    Same values as backpropagating `loss + penalty(model, l1, l2)` (torch's |w|
+    has subgradient 0 at 0, as sign does) at a fraction of the cost: a few
+    fused foreach ops instead of a sum and a backward node per weight.
+    """
+    with torch.no_grad():
+        grads = []
+        for w in weights:
+            if w.grad is None:  # a weight the loss did not use still feels the penalty
+                w.grad = torch.zeros_like(w)
+            grads.append(w.grad)
+        if l1:
+            torch._foreach_add_(grads, torch._foreach_sign(weights), alpha=l1)
+        if l2:
+            torch._foreach_add_(grads, weights, alpha=2 * l2)
 
 
 def _diverged(step: int, lr: float) -> dict[str, str]:
