@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import httpx
+
 from tests.api.conftest import EXAMPLE, ROOT, assert_error
+from tests.conftest import free_port, service_env, start_api, wait_for
 
 
 def test_unknown_route_and_method_use_the_error_shape(client):
@@ -54,3 +57,28 @@ def test_the_api_process_never_imports_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_redis_outage_is_503_in_the_error_shape(tmp_path):
+    """An API whose Redis is gone answers 503 redis_unavailable, never a 500; healthz stays up."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    proc = start_api(service_env(dead, tmp_path), tmp_path / "api.log", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60, what="API")
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for resp in (
+                c.get("/jobs"),
+                c.post("/jobs", json=EXAMPLE),
+                c.get("/jobs/j0000000000000000dead"),
+                c.get("/datasets"),
+                c.get("/readyz"),
+            ):
+                err = assert_error(resp, 503, "redis_unavailable")
+                assert "Redis" in err["message"]
+            # preview needs no Redis
+            ok = c.post("/schedules/preview", json={"lr": 0.1, "epochs": 2, "steps_per_epoch": 3})
+            assert ok.status_code == 200
+    finally:
+        proc.stop()
