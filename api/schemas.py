@@ -129,7 +129,7 @@ class PreviewRequest(Strict):
     lr: float = Field(gt=0.0, le=100.0, description="Peak learning rate lr0.")
     epochs: int = Field(ge=1, le=MAX_EPOCHS)
     steps_per_epoch: int = Field(ge=1, le=1_000_000)
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)  # type: ignore[arg-type]
     max_points: int | None = Field(
         None,
         ge=2,

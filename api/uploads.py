@@ -40,7 +40,7 @@ class DatasetRepo:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".upload-", suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -67,7 +67,7 @@ class DatasetRepo:
         return self._public(json.loads(h["meta"]))
 
     def list(self, tenant: str) -> list[dict]:
-        ids = sorted(self.r.smembers(self.tenant_key(tenant)))
+        ids = sorted(str(i) for i in self.r.smembers(self.tenant_key(tenant)))
         with self.r.pipeline(transaction=False) as pipe:
             for i in ids:
                 pipe.hget(self.key(i), "meta")
