@@ -1,0 +1,167 @@
+"""What does tricks.train cost over a plain PyTorch loop?
+
+    .venv/bin/python bench/train_overhead.py [--runs 5] [--epochs 20]
+
+Times `tricks.train` against `plain_train` below: the same model
+(tricks.models.build_model), data, batch size, optimizer, lr schedule and the
+same batches (a seeded randperm per epoch), written the way one writes a loop
+by hand: set lr, forward, loss, backward, step, zero_grad, loss summed on the
+device, validation loss/accuracy once per epoch. Runs alternate between the
+variants so that drift on a shared machine hits them alike; the median of
+each is reported. One thread for torch, for steadier numbers.
+
+Ratios printed (higher is better; targets in brackets):
+  tricks off / plain            samples/s, log_every 10                [≥ 0.97]
+  logging on / off              log_every 2 vs log_every 100000        [≥ 0.99]
+  all tricks / tricks off       mixup, label smoothing, augmentation,
+                                L1 and dropout on                      [≥ 0.85]
+  peak memory tricks / plain    max RSS of a fresh process per variant [≤ 1.1]
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tricks.data import load_dataset
+from tricks.models import build_model
+from tricks.regularization import build_optimizer
+from tricks.schedules import lr_curve
+from tricks.spec import JobSpec, steps_per_epoch
+from tricks.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_TRICKS = {
+    "dropout": 0.2,
+    "label_smoothing": 0.1,
+    "l1": 1e-5,
+    "mixup": {"alpha": 0.2},
+    "augment": {"rotate": 10, "crop_padding": 1},
+}
+
+
+def plain_train(spec: JobSpec, ds) -> float:
+    """The hand-written baseline; returns the last validation accuracy."""
+    tr = spec.training
+    torch.manual_seed(tr.seed)
+    model = build_model(spec.model, tuple(ds.input_shape), ds.num_classes, 0.0)
+    opt = build_optimizer(spec.optimizer, model)
+    gen = torch.Generator().manual_seed(tr.seed)
+    X, Y, n, bs = ds.x_train, ds.y_train, ds.x_train.shape[0], tr.batch_size
+    spe = steps_per_epoch(n, bs)
+    lrs = lr_curve(
+        lr0=spec.optimizer.lr, schedule=spec.schedule, steps_per_epoch=spe, epochs=tr.epochs
+    ).tolist()
+    step, acc = 0, 0.0
+    for _ in range(tr.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = torch.zeros(())
+        for b in range(spe):
+            for g in opt.param_groups:
+                g["lr"] = lrs[step]
+            idx = perm[b * bs : (b + 1) * bs]
+            loss = F.cross_entropy(model(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            logits = model(ds.x_val)
+            val_loss = F.cross_entropy(logits, ds.y_val).item()
+            acc = (logits.argmax(1) == ds.y_val).float().mean().item()
+        _ = (loss_sum.item() / spe, val_loss)  # what one would print
+    return acc
+
+
+def make_spec(epochs: int, log_every: int, tricks: bool) -> JobSpec:
+    return JobSpec(
+        data={"dataset": "digits"},
+        training={"epochs": epochs, "log_every": log_every, "device": "cpu"},
+        regularization=ALL_TRICKS if tricks else {},
+    )
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def peak_rss_mb(variant: str, epochs: int) -> tuple[float, float]:
+    """(peak RSS, peak RSS above the state after setup) of a fresh process, in MB."""
+    code = f"""
+import resource, torch
+torch.set_num_threads(1)
+import bench.train_overhead as b
+spec = b.make_spec({epochs}, 10, False)
+ds = b.load_dataset(spec.data, 0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+b.plain_train(spec, ds) if {variant!r} == "plain" else b.train(spec, ds)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after, after - before)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    peak, extra = (int(v) / 1024 for v in out.split())
+    return peak, extra
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    specs = {
+        "tricks off": make_spec(args.epochs, 10, False),
+        "log_every 2": make_spec(args.epochs, 2, False),
+        "log_every 1e5": make_spec(args.epochs, 100_000, False),
+        "all tricks": make_spec(args.epochs, 10, True),
+    }
+    ds = load_dataset(specs["tricks off"].data, 0)
+    n_samples = steps_per_epoch(ds.x_train.shape[0], 64) * 64 * args.epochs
+    variants = {"plain": lambda: plain_train(specs["tricks off"], ds)}
+    variants |= {name: (lambda s=s: train(s, ds)) for name, s in specs.items()}
+    for fn in variants.values():  # warm-up: first-call costs out of the timings
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.runs):
+        for name, fn in variants.items():
+            times[name].append(timed(fn))
+    rate = {k: n_samples / statistics.median(v) for k, v in times.items()}
+    print(
+        f"digits, mlp {specs['tricks off'].model.hidden}, batch 64, "
+        f"{args.epochs} epochs, {args.runs} alternating runs each, 1 torch thread"
+    )
+    for k, r in rate.items():
+        spread = (max(times[k]) - min(times[k])) / statistics.median(times[k])
+        print(f"  {k:14s} {r:10.0f} samples/s   (spread {spread:.0%})")
+    print("ratios")
+    print(f"  tricks off / plain         {rate['tricks off'] / rate['plain']:.3f}   [>= 0.97]")
+    print(
+        f"  logging on / off           {rate['log_every 2'] / rate['log_every 1e5']:.3f}   [>= 0.99]"
+    )
+    print(f"  all tricks / tricks off    {rate['all tricks'] / rate['tricks off']:.3f}   [>= 0.85]")
+    plain_peak, plain_extra = peak_rss_mb("plain", args.epochs)
+    tricks_peak, tricks_extra = peak_rss_mb("tricks", args.epochs)
+    print(
+        f"  peak memory tricks / plain {tricks_peak / plain_peak:.3f}   [<= 1.1]  "
+        f"(max RSS {tricks_peak:.0f} vs {plain_peak:.0f} MB; above setup "
+        f"{tricks_extra:.1f} vs {plain_extra:.1f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

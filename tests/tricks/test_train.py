@@ -1,0 +1,333 @@
+"""The training loop on real data (digits, CPU): accuracy, determinism, exact resume,
+divergence / cancel / preempt / time limit, the logged lr, ECE, checkpoints, the
+LR range test and the `python -m tricks run` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tricks.train as train_mod
+from tricks import checkpoint as ckpt
+from tricks.callbacks import Callbacks, CompositeCallbacks
+from tricks.data import load_dataset
+from tricks.evaluate import expected_calibration_error
+from tricks.models import build_model
+from tricks.regularization import penalty
+from tricks.schedules import lr_at
+from tricks.spec import JobSpec, steps_per_epoch
+from tricks.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# every trick that draws random numbers, so resume must restore every RNG
+TRICKS = {
+    "dropout": 0.2,
+    "label_smoothing": 0.1,
+    "l1": 1e-5,
+    "mixup": {"alpha": 0.2},
+    "augment": {"rotate": 10, "crop_padding": 1, "noise_std": 0.05},
+}
+
+
+def make_spec(**training) -> JobSpec:
+    return JobSpec(
+        data={"dataset": "digits"},
+        model={"hidden": [64]},
+        regularization=TRICKS,
+        schedule={"warmup": {"epochs": 1}, "decay": {"kind": "cosine"}},
+        training={"epochs": 3, "log_every": 5, **training},
+    )
+
+
+@pytest.fixture(scope="module")
+def digits():
+    torch.set_num_threads(1)
+    return load_dataset(JobSpec(data={"dataset": "digits"}).data, seed=0)
+
+
+def same_result(a, b) -> None:
+    assert a.history == b.history  # floats compared exactly
+    assert a.metrics == b.metrics
+    assert a.best == b.best
+    assert a.steps == b.steps and a.epochs_run == b.epochs_run
+    assert a.model_state.keys() == b.model_state.keys()
+    for k in a.model_state:
+        assert torch.equal(a.model_state[k], b.model_state[k]), k
+
+
+def expected_log_steps(spec: JobSpec, n_train: int) -> list[int]:
+    spe = steps_per_epoch(n_train, spec.training.batch_size)
+    total = spe * spec.training.epochs
+    k = spec.training.log_every
+    return [t for t in range(total) if (t + 1) % k == 0 or (t + 1) % spe == 0]
+
+
+class StopAt(Callbacks):
+    """Answer `request` at the n-th poll of should_stop (1-based)."""
+
+    def __init__(self, n: int, request: str) -> None:
+        self.n, self.request, self.polls = n, request, 0
+
+    def should_stop(self):
+        self.polls += 1
+        return self.request if self.polls == self.n else None
+
+
+class StopAfterEpoch(Callbacks):
+    def __init__(self, epoch: int) -> None:
+        self.epoch, self.seen = epoch, -1
+
+    def on_epoch_end(self, epoch, step, metrics, progress):
+        self.seen = epoch
+
+    def should_stop(self):
+        return "preempt" if self.seen == self.epoch else None
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_default_mlp_learns_digits(digits):
+    spec = JobSpec(data={"dataset": "digits"}, training={"epochs": 5})
+    r = train(spec, digits)
+    assert r.status == "succeeded" and r.error is None
+    assert r.metrics["val_acc"] >= 0.9
+    assert r.best["val_acc"] == max(r.history["val_acc"]["value"])
+    assert r.epochs_run == 5 and r.steps == 5 * steps_per_epoch(len(digits.y_train), 64)
+    assert 0.0 <= r.metrics["val_ece"] <= 1.0
+
+
+def test_same_seed_same_history(digits):
+    spec = make_spec(epochs=2)
+    same_result(train(spec, digits), train(spec, digits))
+
+
+def test_resume_after_epoch_end_equals_uninterrupted(digits, tmp_path):
+    spec = make_spec()
+    full = train(spec, digits)
+    first = train(spec, digits, StopAfterEpoch(0), checkpoint_dir=tmp_path)
+    assert first.status == "preempted" and first.epochs_run == 1
+    starts = []
+
+    class Start(Callbacks):
+        def on_start(self, info):
+            starts.append(info["resumed_from_step"])
+
+    rest = train(spec, digits, Start(), checkpoint_dir=tmp_path)
+    assert starts == [first.steps]
+    assert rest.status == "succeeded"
+    same_result(full, rest)
+
+
+def test_resume_after_mid_epoch_preempt_equals_uninterrupted(digits, tmp_path):
+    spec = make_spec()
+    full = train(spec, digits)
+    seen = []
+
+    class Ckpt(Callbacks):
+        def on_checkpoint(self, path, epoch, step):
+            seen.append((path, epoch, step))
+
+    first = train(
+        spec, digits, CompositeCallbacks(StopAt(7, "preempt"), Ckpt()), checkpoint_dir=tmp_path
+    )
+    assert first.status == "preempted"
+    path, epoch, step = seen[-1]
+    state = ckpt.load_checkpoint(path)
+    assert state["step"] == step == first.steps
+    assert 0 < state["batch"] < steps_per_epoch(len(digits.y_train), 64)  # really mid-epoch
+    rest = train(spec, digits, checkpoint_dir=tmp_path)
+    same_result(full, rest)
+    for name, series in rest.history.items():
+        steps = series["step"]
+        assert steps == sorted(set(steps)), name  # no duplicates, in order
+    assert rest.history["train_loss"]["step"] == expected_log_steps(spec, len(digits.y_train))
+
+
+def test_truncated_checkpoint_is_skipped_and_resume_still_exact(digits, tmp_path):
+    spec = make_spec()
+    full = train(spec, digits)
+    train(spec, digits, StopAfterEpoch(1), checkpoint_dir=tmp_path)
+    files = sorted(tmp_path.glob("ckpt-*.pt"))
+    assert len(files) == 2  # keeps the last two
+    newest, previous = files[-1], files[0]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # a torn final file
+    (tmp_path / ".ckpt-000009999.pt.123.tmp").write_bytes(data[:100])  # a torn temp file
+    assert ckpt.latest_checkpoint(tmp_path) == previous
+    same_result(full, train(spec, digits, checkpoint_dir=tmp_path))
+
+
+def test_checkpoint_loads_weights_only(digits, tmp_path):
+    train(make_spec(epochs=2), digits, checkpoint_dir=tmp_path)
+    path = ckpt.latest_checkpoint(tmp_path)
+    state = torch.load(path, weights_only=True)  # no pickled code: tensors and primitives
+    assert state["epoch"] == 2 and state["batch"] == 0 and "generator" in state["rng"]
+
+
+def test_final_weights_round_trip_as_safetensors(digits, tmp_path):
+    r = train(make_spec(epochs=2), digits)
+    path = ckpt.save_model(r.model_state, tmp_path / "model.safetensors")
+    back = ckpt.load_model(path)
+    assert back.keys() == r.model_state.keys()
+    assert all(torch.equal(back[k], r.model_state[k]) for k in back)
+
+
+def test_divergence_fails_with_step_and_lr(digits):
+    spec = JobSpec(
+        data={"dataset": "digits"},
+        model={"hidden": [64], "batch_norm": True},  # plain ReLU nets die instead of going NaN
+        optimizer={"name": "sgd", "lr": 100.0},
+        schedule={"decay": {"kind": "constant"}},
+        training={"epochs": 3, "log_every": 5},
+    )
+    r = train(spec, digits)
+    assert r.status == "failed" and r.error["type"] == "diverged"
+    m = re.fullmatch(r"diverged at step (\d+) \(lr = (\S+)\)", r.error["message"])
+    assert m, r.error["message"]
+    assert int(m.group(1)) == r.steps - 1
+    assert float(m.group(2)) == pytest.approx(100.0)
+    assert not math.isfinite(r.history["train_loss"]["value"][-1])
+
+
+def test_cancel_at_first_log_point(digits):
+    r = train(make_spec(), digits, StopAt(1, "cancel"))
+    assert r.status == "cancelled" and r.error is None
+    assert r.steps == 5 and r.history["train_loss"]["step"] == [4]
+
+
+def test_time_limit_checkpoints_and_fails(digits, tmp_path):
+    r = train(make_spec(time_limit_s=1e-6), digits, checkpoint_dir=tmp_path)
+    assert r.status == "failed" and r.error["type"] == "time_limit"
+    assert ckpt.latest_checkpoint(tmp_path) is not None
+
+
+def test_logged_lr_is_the_schedule_and_the_optimizer_lr(digits, monkeypatch):
+    spec = make_spec(log_every=3)
+    opts = []
+    real = train_mod.build_optimizer
+    monkeypatch.setattr(
+        train_mod, "build_optimizer", lambda o, m: opts.append(real(o, m)) or opts[-1]
+    )
+    logged = []
+
+    class Spy(Callbacks):
+        def on_log(self, step, metrics, progress):
+            groups = {g["lr"] for g in opts[0].param_groups}
+            logged.append((step, metrics["lr"], groups))
+
+    r = train(spec, digits, Spy())
+    spe = steps_per_epoch(len(digits.y_train), 64)
+    assert [s for s, _, _ in logged] == expected_log_steps(spec, len(digits.y_train))
+    for step, lr, groups in logged:
+        want = lr_at(step, lr0=0.05, schedule=spec.schedule, steps_per_epoch=spe, epochs=3)
+        assert lr == want and groups == {want}
+    assert r.history["lr"]["value"] == [lr for _, lr, _ in logged]
+
+
+def test_early_stopping_stops_and_resume_does_not_restart(digits, tmp_path):
+    spec = JobSpec(
+        data={"dataset": "digits"},
+        model={"hidden": [64]},
+        training={
+            "epochs": 30,
+            "early_stopping": {"metric": "val_acc", "patience": 1, "min_delta": 0.5},
+        },
+    )
+    r = train(spec, digits, checkpoint_dir=tmp_path)
+    assert r.status == "succeeded" and r.stop_reason == "early_stopping"
+    assert r.epochs_run == 2  # epoch 0 sets the best; nothing beats it by 0.5
+    again = train(spec, digits, checkpoint_dir=tmp_path)
+    assert again.epochs_run == 2 and again.history == r.history
+
+
+# ------------------------------------------------------------- pieces
+
+
+def test_ece_hand_computed():
+    # confidences 0.91 (right) and 0.92 (wrong) share bin (13/15, 14/15]; 0.62 (wrong) is alone
+    probs = torch.tensor([[0.91, 0.09], [0.08, 0.92], [0.62, 0.38]])
+    labels = torch.tensor([0, 0, 1])
+    want = 2 / 3 * abs(0.5 - 0.915) + 1 / 3 * 0.62
+    assert expected_calibration_error(probs, labels).item() == pytest.approx(want, abs=1e-6)
+    # perfectly calibrated: 4 predictions at 0.75, 3 right
+    probs = torch.tensor([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+def test_penalty_gradients_match_autograd_of_penalty():
+    spec = JobSpec(data={"dataset": "digits"}, model={"hidden": [16, 8]})
+    torch.manual_seed(0)
+    a = build_model(spec.model, (1, 8, 8), 10, 0.0)
+    b = build_model(spec.model, (1, 8, 8), 10, 0.0)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
+    (torch.nn.functional.cross_entropy(a(x), y) + penalty(a, 1e-3, 1e-2)).backward()
+    torch.nn.functional.cross_entropy(b(x), y).backward()
+    train_mod._add_penalty_grads([p for p in b.parameters() if p.ndim >= 2], 1e-3, 1e-2)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad)
+
+
+def test_lr_range_test_suggests_below_divergence(digits):
+    spec = JobSpec(
+        task="lr_range_test",
+        data={"dataset": "digits"},
+        model={"hidden": [64]},
+        lr_range={"min_lr": 1e-5, "max_lr": 10.0, "steps": 80},
+    )
+    r = train(spec, digits).lr_range
+    assert r["stopped_early"] and r["diverged_at_lr"] is not None
+    assert 1e-5 <= r["suggested_lr"] < r["diverged_at_lr"] <= 10.0
+    assert r["rule"]
+    assert len(r["lrs"]) == len(r["losses"]) == len(r["smoothed"]) < 80
+    assert r["lrs"][0] == pytest.approx(1e-5)
+    ratios = [b / a for a, b in zip(r["lrs"], r["lrs"][1:], strict=False)]
+    assert max(ratios) == pytest.approx(min(ratios))  # exponential ramp
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+@pytest.mark.slow
+def test_cli_runs_a_spec_and_writes_curves(tmp_path):
+    spec = {"data": {"dataset": "digits"}, "model": {"hidden": [32]}, "training": {"epochs": 2}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "curves.json"
+    p = subprocess.run(
+        [sys.executable, "-m", "tricks", "run", str(tmp_path / "spec.json"), "--out", str(out)]
+        + ["--device", "cpu"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 2
+    for word in ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_ece"):
+        assert f" {word} " in lines[0]
+    curves = json.loads(out.read_text())
+    assert curves["status"] == "succeeded" and curves["best"]["val_acc"] > 0.5
+    assert len(curves["history"]["val_acc"]["step"]) == 2
+
+    (tmp_path / "bad.yaml").write_text("data: {dataset: digits}\noptimizer: {lr: -1}\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "tricks", "run", str(tmp_path / "bad.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert p.returncode == 2
+    assert re.search(r"^optimizer\.lr: ", p.stderr, re.M), p.stderr
