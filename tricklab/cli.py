@@ -117,6 +117,11 @@ def _num(v: Any, fmt: str = ".4g") -> str:
     return format(v, fmt) if isinstance(v, int | float) and not isinstance(v, bool) else "-"
 
 
+def _ep(epoch: Any) -> str:
+    """Epochs are 0-based in the API; people (and the progress bar) count from 1."""
+    return str(epoch + 1) if isinstance(epoch, int) else "-"
+
+
 def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
@@ -144,6 +149,9 @@ class Progress:
         self._drawn = False
         self._width = 0
         self._t0: float | None = None
+        self._epoch_event = False  # the next draw() prints a line (non-TTY)
+        self._saw_epoch_events = False
+        self._seen_epoch: Any = None
 
     def update_job(self, job: dict[str, Any]) -> None:
         self.status = job.get("status") or self.status
@@ -184,14 +192,21 @@ class Progress:
         prog = data.get("progress")
         if isinstance(prog, dict):
             self.progress.update(prog)
-        elif etype in ("epoch", "progress"):
-            self.progress.update(
-                {k: v for k, v in data.items() if k in ("epoch", "epochs", "step", "total_steps")}
-            )
-            if etype == "epoch" and isinstance(data.get("step"), int):
+        elif etype == "progress":
+            self.progress.update({k: v for k, v in data.items() if k != "metrics"})
+        elif etype == "epoch":
+            self.progress.update({k: v for k, v in data.items() if k in ("epoch", "step")})
+            if isinstance(data.get("step"), int):
                 # the step of an epoch event is the last update of that epoch (0-based)
                 self.progress["step"] = data["step"] + 1
                 self.progress.pop("fraction", None)
+        if etype == "epoch":
+            self._saw_epoch_events = self._epoch_event = True
+        elif not self.tty and not self._saw_epoch_events and "epoch" in self.progress:
+            # no epoch events from this worker: a line when the epoch number moves on
+            prev = self._seen_epoch
+            self._epoch_event = prev is not None and self.progress["epoch"] != prev
+            self._seen_epoch = self.progress["epoch"]
         mets = data.get("metrics")
         if isinstance(mets, dict):
             self.metrics.update(mets)
@@ -246,9 +261,10 @@ class Progress:
             self._width = len(line)
             self.stream.flush()
             self._drawn = True
-        else:
+        elif self._epoch_event:
             ep = self.progress.get("epoch")
-            if ep is not None and ep != self._last_epoch:
+            self._epoch_event = False
+            if ep != self._last_epoch:
                 self._last_epoch = ep
                 self._line(self.text())
 
@@ -276,9 +292,12 @@ def _outcome_line(job: dict[str, Any]) -> str:
     if status == "succeeded":
         bits = [f"job {job.get('id')} succeeded"]
         if isinstance(best.get("val_acc"), int | float):
-            bits.append(f"best val_acc {best['val_acc']:.4f} (epoch {best.get('epoch')})")
+            bits.append(f"best val_acc {best['val_acc']:.4f} (epoch {_ep(best.get('epoch'))})")
         if isinstance(m.get("val_loss"), int | float):
             bits.append(f"final val_loss {m['val_loss']:.4f}")
+        lr_range = (job.get("result") or {}).get("lr_range") or {}
+        if isinstance(lr_range.get("suggested_lr"), int | float):
+            bits.append(f"suggested lr {lr_range['suggested_lr']:.3g} ({lr_range.get('rule', '')})")
         return ", ".join(bits)
     if status == "failed":
         err = job.get("error") or {}
@@ -353,7 +372,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
         frac = p.get("fraction")
         if j.get("status") == "succeeded":
             frac = 1.0
-        epoch = f"{p.get('epoch', '-')}/{p.get('epochs', '-')}" if p else "-"
+        epoch = f"{_ep(p.get('epoch'))}/{p.get('epochs', '-')}" if p else "-"
         rows.append(
             [
                 j.get("id", "?"),
@@ -392,7 +411,7 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     )
     if p:
         _out(
-            f"  progress   epoch {p.get('epoch', '-')}/{p.get('epochs', '-')}, step "
+            f"  progress   epoch {_ep(p.get('epoch'))}/{p.get('epochs', '-')}, step "
             f"{p.get('step', '-')}/{p.get('total_steps', '-')} ({_num((p.get('fraction') or 0) * 100, '.0f')}%), "
             f"ETA {_duration(p.get('eta_seconds'))}, {_num(p.get('samples_per_second'), '.0f')} samples/s"
         )
@@ -406,7 +425,14 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
         _out("  metrics    " + ", ".join(f"{k} {_num(v)}" for k, v in sorted(m.items())))
     best = j.get("best") or {}
     if best.get("val_acc") is not None:
-        _out(f"  best       val_acc {_num(best['val_acc'], '.4f')} at epoch {best.get('epoch')}")
+        _out(
+            f"  best       val_acc {_num(best['val_acc'], '.4f')} at epoch {_ep(best.get('epoch'))}"
+        )
+    lr_range = (j.get("result") or {}).get("lr_range") or {}
+    if isinstance(lr_range.get("suggested_lr"), int | float):
+        _out(
+            f"  lr range   suggested lr {lr_range['suggested_lr']:.3g} ({lr_range.get('rule', '')})"
+        )
     if j.get("error"):
         _out(f"  error      {_outcome_line(j).split(': ', 1)[-1]}")
     return EXIT_OK
@@ -466,7 +492,8 @@ def cmd_lr(c: Client, a: argparse.Namespace) -> int:
     if a.png:
         from tricklab.plots import plot_lr
 
-        plot_lr(res.get("planned"), res.get("actual"), a.png, log_y=a.log, title=f"lr of {a.id}")
+        name = c.get(a.id).get("name") or a.id
+        plot_lr(res.get("planned"), res.get("actual"), a.png, log_y=a.log, title=f"lr: {name}")
         _out(f"wrote {a.png}")
     else:
         _out(json.dumps(res))

@@ -131,6 +131,10 @@ def plot_compare(
         }.get(x, x)
     )
     ax.set_ylabel(LABELS.get(metric, metric))
+    if x == "epoch":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if runs:
         ax.legend(fontsize="small")
