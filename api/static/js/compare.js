@@ -82,7 +82,7 @@ export function mountCompare(root, params) {
           h("td", {}, badge(j.status)),
           ...cols.map((c) => h("td", { class: "num" }, c === "val_acc" ? pct(m[c]) : num(m[c]))),
           h("td", { class: "num" }, pct(b.val_acc)),
-          h("td", { class: "num" }, b.epoch ?? "–"));
+          h("td", { class: "num" }, typeof b.epoch === "number" ? b.epoch + 1 : "–"));
       }))));
   }
 

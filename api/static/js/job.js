@@ -72,7 +72,7 @@ export function mountJob(root, { id }) {
         stat("Train loss", num(m.train_loss)),
         stat("Val loss", num(m.val_loss)),
         stat("Val acc", pct(m.val_acc)),
-        stat("Best val acc", typeof b.val_acc === "number" ? `${pct(b.val_acc)} (epoch ${b.epoch})` : "–"),
+        stat("Best val acc", typeof b.val_acc === "number" ? `${pct(b.val_acc)} (epoch ${b.epoch + 1})` : "–"),
         stat("lr", num(m.lr)),
       ),
     );

@@ -73,7 +73,8 @@ export function mountJobs(root, params) {
     prog.replaceChildren(progressBar(job));
     epoch.textContent = epochLabel(job);
     const b = job.best || {};
-    best.textContent = typeof b.val_acc === "number" ? `${pct(b.val_acc)} @${b.epoch}` : "–";
+    // best.epoch is 0-based in the API; people count epochs from 1
+    best.textContent = typeof b.val_acc === "number" ? `${pct(b.val_acc)} (ep ${b.epoch + 1})` : "–";
     ageTd.textContent = age(job.created_at);
     return tr;
   }
