@@ -36,7 +36,7 @@ export function mountJob(root, { id }) {
   );
   const charts = {
     loss: new Chart(boxes.loss, { title: "Loss", series: [{ label: "train_loss" }, { label: "val_loss", points: true }] }),
-    acc: new Chart(boxes.acc, { title: "Accuracy", series: [{ label: "train_acc", points: true }, { label: "val_acc", points: true }] }),
+    acc: new Chart(boxes.acc, { title: "Accuracy", series: [{ label: "train_acc" }, { label: "val_acc", points: true }] }),
     ece: new Chart(boxes.ece, { title: "Calibration error (ECE)", series: [{ label: "val_ece", points: true, color: "#d97706" }] }),
     lr: new Chart(boxes.lr, { title: "Learning rate", series: [{ label: "planned", color: "#9ca3af", dash: [6, 4], width: 2 }, { label: "actual", color: "#2563eb" }] }),
   };
