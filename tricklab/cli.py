@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tricklab.client import TERMINAL, ApiError, Client, jobs_of
+from tricklab.client import TERMINAL, ApiError, Client, ConnectionError, jobs_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 EPILOG = """exit codes:
@@ -315,29 +315,48 @@ def _exit_for(job: dict[str, Any]) -> int:
     )
 
 
-def watch_job(client: Client, job_id: str, poll: float = 1.0) -> int:
-    """Show live progress from the event stream (polling if it is unavailable) until terminal."""
+def watch_job(client: Client, job_id: str, poll: float = 1.0, outage_s: float = 60.0) -> int:
+    """Show live progress from the event stream until the job is terminal.
+
+    A stream that ends early (API restart, proxy timeout) is resumed after the last
+    event id; an API that is briefly unreachable is retried for `outage_s`; an API
+    without the events route is polled instead.
+    """
     bar = Progress()
     job = client.get(job_id)
     bar.update_job(job)
-    if job.get("status") in TERMINAL:
-        return bar.finish(job)
-    try:
-        for ev in client.events(job_id):
-            bar.feed(ev.type, ev.data)
-            if bar.status in TERMINAL:
-                break
-    except ApiError as e:
-        if e.status not in (404, 405, 501):
-            raise
-    # The stream ended (or is not served): poll for the final record.
-    while True:
-        job = client.get(job_id)
-        if job.get("status") in TERMINAL:
-            return bar.finish(job)
-        bar.update_job(job)
-        bar.draw()
-        time.sleep(poll)
+    last_id: str | None = None
+    down_since: float | None = None
+    streaming = True
+    while job.get("status") not in TERMINAL:
+        try:
+            if streaming:
+                n = 0
+                for ev in client.events(job_id, last_event_id=last_id):
+                    n += 1
+                    last_id = ev.id or last_id
+                    down_since = None
+                    bar.feed(ev.type, ev.data)
+                    if bar.status in TERMINAL:
+                        break
+                if n == 0:
+                    time.sleep(poll)  # an empty stream must not become a busy loop
+            else:
+                bar.update_job(job)
+                bar.draw()
+                time.sleep(poll)
+            job = client.get(job_id)
+            down_since = None
+        except ConnectionError:
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > outage_s:
+                raise
+            time.sleep(1.0)
+        except ApiError as e:
+            if not streaming or e.status not in (404, 405, 501):
+                raise
+            streaming = False  # no events route: poll the job record
+    return bar.finish(job)
 
 
 # --------------------------------------------------------------------- commands
