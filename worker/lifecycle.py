@@ -12,7 +12,7 @@ Parent (MainProcess):
 
 Child (pool process):
 - SIGTERM while a job runs sets a flag that the job's should_stop() turns into
-  "preempt"; when idle, SIGTERM terminates the child as usual.
+  "preempt" (checkpoint, re-queue); when idle, billiard's own handler exits the child.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from tricklab.settings import get_settings
 log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- child side
-_running = threading.Event()
+# billiard installs its own SIGTERM handler after worker_process_init, so ours is
+# swapped in only while a job runs (tasks run in the child's main thread).
 _preempt_at: float | None = None
-_GRACE_S = 60.0  # a SIGTERM this long after the first one kills a stuck child
+_previous: Any = None
+_GRACE_S = 60.0  # a SIGTERM this long after the first one kills a stuck job
 
 
 def preempt_requested() -> bool:
@@ -41,30 +43,35 @@ def preempt_requested() -> bool:
 
 
 def task_started() -> None:
-    _running.set()
+    global _preempt_at, _previous
+    _preempt_at = None
+    try:
+        _previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (e.g. a threads pool): no preemption by signal
+        _previous = None
 
 
 def task_finished() -> None:
-    _running.clear()
+    global _previous
+    if _previous is not None:
+        signal.signal(signal.SIGTERM, _previous)
+        _previous = None
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _preempt_at
     now = time.monotonic()
-    if not _running.is_set() or (_preempt_at is not None and now - _preempt_at > _GRACE_S):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
     if _preempt_at is None:
         _preempt_at = now
         log.warning("SIGTERM: the running job will checkpoint and be re-queued")
-
-
-@signals.worker_process_init.connect
-def _child_init(**_: Any) -> None:
-    global _preempt_at
-    _preempt_at = None
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    elif now - _preempt_at > _GRACE_S:
+        handler = _previous if callable(_previous) else None
+        task_finished()
+        if handler is not None:
+            handler(signum, frame)
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 # --------------------------------------------------------------- parent side

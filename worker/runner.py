@@ -16,7 +16,7 @@ import redis
 
 from tricklab.settings import get_settings
 from tricklab.store import JobNotFound, Store, connect
-from worker import lifecycle
+from worker import followups, lifecycle
 from worker.reporting import LeaseKeeper, Reporter, jsonable
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def run_job(job_id: str, *, worker: str) -> None:
         return
     if not attempt:
         log.info("job %s: not claimable (%s); nothing to do", job_id, status)
+        followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
         return
     log.info("job %s: attempt %d on %s", job_id, attempt, worker)
     job = store.get_job(job_id)
@@ -75,6 +76,7 @@ def run_job(job_id: str, *, worker: str) -> None:
     except Exception as exc:  # the job failed, not the worker: record it and move on
         log.exception("job %s: failed", job_id)
         store.finish(job_id, attempt, "failed", error=error_of(exc))
+        followups.after_job(store, job_id)
         return
     finally:
         lifecycle.task_finished()
@@ -96,6 +98,9 @@ def run_job(job_id: str, *, worker: str) -> None:
     }
     if getattr(result, "lr_range", None) is not None:
         summary["lr_range"] = jsonable(result.lr_range)
+        summary["suggested_lr"] = summary["lr_range"].get("suggested_lr")
+        summary["rule"] = summary["lr_range"].get("rule")
+        followups.record_range_curve(raw, store, job_id, summary["lr_range"])
     if result.status == "succeeded" and result.model_state is not None:
         from tricks.checkpoint import save_model
 
@@ -104,6 +109,7 @@ def run_job(job_id: str, *, worker: str) -> None:
     error = jsonable(result.error) if result.error else None
     if not store.finish(job_id, attempt, result.status, error=error, result=summary):
         log.warning("job %s: finish(%s) fenced out", job_id, result.status)
+    followups.after_job(store, job_id)
 
 
 def _train(job: dict[str, Any], reporter: Reporter, job_dir: Any) -> Any:
@@ -116,6 +122,15 @@ def _train(job: dict[str, Any], reporter: Reporter, job_dir: Any) -> Any:
     s = get_settings()
     spec = JobSpec.model_validate(job["spec"])
     dataset = load_dataset(spec.data, spec.training.seed, s.datasets_dir)
+    lineage = job.get("lineage") or {}
+    if lineage.get("parent"):  # a fork: start from the parent's checkpoint at from_epoch
+        from tricks.fork import seed_checkpoint
+        from tricks.pinned import pinned_path
+
+        parent_dir = s.job_dir(lineage["parent"]) / "checkpoints"
+        seed_checkpoint(
+            pinned_path(parent_dir, lineage["from_epoch"]), job_dir / "checkpoints", spec
+        )
     return train(spec, dataset, reporter, checkpoint_dir=job_dir / "checkpoints")
 
 
