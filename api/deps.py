@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.auth import PrincipalDep
 from tricklab.settings import Settings
 from tricklab.store import Store
 
@@ -34,9 +35,9 @@ def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def get_tenant() -> str:
-    """The caller's tenant. Everyone is "default" until API keys arrive; they slot in here."""
-    return "default"
+def get_tenant(principal: PrincipalDep) -> str:
+    """The caller's tenant, from its API key (api/auth.py); "default" when auth is off."""
+    return principal.tenant
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

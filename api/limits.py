@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
 
@@ -46,4 +47,42 @@ class BodyLimit:
                 )
                 await resp(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send, headers)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, headers: dict) -> None:
+        """No Content-Length (chunked): count the bytes as they stream; 413 past the limit."""
+        ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
+        upload = ctype.startswith("multipart/form-data")
+        limit = self.max_upload + MULTIPART_SLACK if upload else self.max_body
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    what = "upload" if upload else "request body"
+                    raise _TooLarge(413, f"the {what} is above the {limit} byte limit")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge as e:
+            if started:
+                raise
+            resp = error_response(413, "payload_too_large", str(e.detail), {"limit": limit})
+            await resp(scope, receive, send)
+
+
+class _TooLarge(HTTPException):
+    """An HTTPException so that FastAPI's body parsing re-raises it (as a 413) unchanged."""

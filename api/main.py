@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import redis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from api import errors
+from api import auth, errors
 from api.celery_client import make_celery
 from api.limits import BodyLimit
-from api.routes import curves, datasets, events, health, jobs, schedules
+from api.routes import curves, dashboard, datasets, events, health, jobs, schedules
 from tricklab.settings import Settings, get_settings
 from tricklab.store import Store, connect
 
@@ -40,20 +40,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Training-as-a-service for learning-rate schedules and regularization tricks.",
         openapi_tags=TAGS,
+        dependencies=[Depends(auth.require_caller)],
+        responses=auth.RESPONSES,
     )
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
     app.state.redis_bytes = _bytes_client(settings.redis_url)
     app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
     app.state.celery = make_celery(settings)
+    auth.install(app, settings)
     errors.install(app)
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    for module in (jobs, curves, events, schedules, datasets, health):
+    for module in (jobs, curves, events, schedules, datasets, health, dashboard):
         app.include_router(module.router)
+    dashboard.mount_static(app)
     return app
 
 

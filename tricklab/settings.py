@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,16 @@ class Settings(BaseSettings):
     lease_ttl_s: float = 30.0
     max_restarts: int = 3
     events_maxlen: int = 5000
+
+    # Access control (api/auth.py). auto: required unless HOST is a loopback address.
+    auth: Literal["auto", "required", "off"] = "auto"
+    # Per-tenant limits (api/quotas.py); an API key may override each one.
+    max_active_jobs: int = 100  # queued + running
+    max_dataset_bytes_total: int = 1 * 2**30  # stored uploads of one tenant
+    max_train_samples: int = 2 * 10**9  # training.epochs x n_train of one job
+    rate_limit_per_s: float = 20.0  # token bucket per API key
+    rate_limit_burst: int = 100
+    idempotency_ttl_s: int = 24 * 3600
 
     @property
     def datasets_dir(self) -> Path:

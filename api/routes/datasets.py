@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from api import quotas
+from api.auth import PrincipalDep
 from api.deps import SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.routes.jobs import ERRORS
@@ -56,7 +58,10 @@ def read_dataset(
     "",
     status_code=201,
     response_model=DatasetPublic,
-    responses={**ERRORS, 413: {"model": ErrorPublic, "description": "Upload too large"}},
+    responses={
+        **ERRORS,
+        413: {"model": ErrorPublic, "description": "Upload too large, or storage quota full"},
+    },
 )
 async def create_dataset(
     file: Annotated[
@@ -66,20 +71,14 @@ async def create_dataset(
     store: StoreDep,
     settings: SettingsDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Upload a dataset; it is validated fully before anything is stored."""
-    limit = settings.max_upload_bytes
     chunks, size = [], 0
     while chunk := await file.read(READ_CHUNK):
         size += len(chunk)
-        if size > limit:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the upload is larger than the {limit} byte limit",
-                {"limit": limit},
-            )
+        quotas.check_upload_size(size, principal.limits)
         chunks.append(chunk)
     data = b"".join(chunks)
     filename = file.filename or ""
@@ -91,6 +90,7 @@ async def create_dataset(
     public = meta.model_dump()
     public.update(name=name or filename, filename=filename, bytes=size)
     repo = repo_of(store, settings)
+    await run_in_threadpool(quotas.check_dataset_storage, repo, tenant, size, principal.limits)
     saved = await run_in_threadpool(repo.save, tenant, public, arrays)
     response.headers["Location"] = f"/datasets/{ds_id}"
     return saved

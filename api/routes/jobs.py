@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse
 
+from api import quotas
+from api.auth import PrincipalDep
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
+from api.reuse import ReuseDep, job_hash, reused_job
+from api.idempotency import Idempotency
 from api.planning import check_job, choose_queue, make_plan, resolve_dataset
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
@@ -61,6 +65,10 @@ def job_public(rec: dict[str, Any]) -> dict[str, Any]:
         "plan": rec.get("plan"),
         "result": rec.get("result"),
         "cancel_requested": bool(rec.get("cancel_requested")),
+        "spec_hash": rec.get("spec_hash") or None,
+        "sweep_id": rec.get("sweep_id") or None,
+        "variant": rec.get("variant") or None,
+        "lineage": rec.get("lineage"),
     }
 
 
@@ -75,7 +83,13 @@ def load_job(store: Store, job_id: str, tenant: str) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=JobPublic,
-    responses={**ERRORS, 413: {"model": ErrorPublic, "description": "Body too large"}},
+    responses={
+        **ERRORS,
+        200: {"model": JobPublic, "description": "Idempotency-Key replay: the job made before"},
+        409: {"model": ErrorPublic, "description": "Same Idempotency-Key still in flight"},
+        413: {"model": ErrorPublic, "description": "Body too large"},
+        429: {"model": ErrorPublic, "description": "Too many queued or running jobs, or rate"},
+    },
 )
 def create_job(
     spec: Annotated[JobSpec, Body(openapi_examples=JOB_EXAMPLES)],
@@ -84,22 +98,53 @@ def create_job(
     settings: SettingsDep,
     celery: CeleryDep,
     tenant: TenantDep,
+    reuse: ReuseDep,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Retries with the same key and body return the same job (200), 24 h",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Validate a job spec against its dataset, record the job and queue it."""
-    repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
+    if reuse and (hit := reused_job(store, tenant, spec)) is not None:
+        response.status_code = 200  # nothing new was created
+        response.headers["Location"] = f"/jobs/{hit['id']}"
+        return job_public(hit)
+    body = spec.model_dump(mode="json")
+    p, ttl = settings.key_prefix, settings.idempotency_ttl_s
+    idem = Idempotency.begin(store.r, p, tenant, "jobs", idempotency_key, body, ttl)
+    if idem is not None and idem.replay_id is not None:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/jobs/{idem.replay_id}"
+        return job_public(load_job(store, idem.replay_id, tenant))
     try:
-        meta = resolve_dataset(spec, repo, tenant)
-        check_job(spec, meta)
-    except SpecError as e:
-        raise invalid(list(e.loc), e.msg) from None
-    plan = make_plan(spec, meta)
-    queue = choose_queue(spec, store, settings.worker_ttl_s)
-    rec = store.create_job(
-        spec.model_dump(mode="json"),
-        tenant=tenant,
-        queue=queue,
-        extra={"plan": plan, "dataset_meta": meta.model_dump(mode="json")},
-    )
+        repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
+        try:
+            meta = resolve_dataset(spec, repo, tenant)
+            check_job(spec, meta)
+        except SpecError as e:
+            raise invalid(list(e.loc), e.msg) from None
+        plan = make_plan(spec, meta)
+        quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
+        quotas.check_active_jobs(store, tenant, principal.limits)
+        queue = choose_queue(spec, store, settings.worker_ttl_s)
+        rec = store.create_job(
+            body,
+            tenant=tenant,
+            queue=queue,
+            extra={"plan": plan, "dataset_meta": meta.model_dump(mode="json"), "spec_hash": job_hash(spec)},
+        )
+    except BaseException:
+        if idem is not None:
+            idem.release()
+        raise
+    if idem is not None:
+        idem.done(rec["id"])
     try:
         enqueue_training(celery, rec["id"], queue)
     except Exception:  # noqa: BLE001 - the record stays queued; the reconciler re-publishes it
