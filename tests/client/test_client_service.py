@@ -172,3 +172,28 @@ def test_upload_and_train_on_signals(service, client, tmp_path):
     spec["data"]["dataset"] = ds_id
     job = client.wait(client.submit(spec)["id"], timeout=180, poll=0.2)
     assert job["status"] == "succeeded", job.get("error")
+
+
+def test_cli_watch_exits_130_when_the_job_is_cancelled(service, client):
+    job = client.submit(small("warmup_cosine.json", epochs=200))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRICKLAB_URL": service.api_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tricklab.cli", "watch", job["id"]],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        service.wait_job(job["id"], statuses=("running",), timeout=60)
+        client.cancel(job["id"])
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "cancelled" in out.splitlines()[-1]
+    # watching a finished job prints its outcome at once
+    r = cli(service, "watch", job["id"])
+    assert r.returncode == 130 and "cancelled" in r.stdout
