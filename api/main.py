@@ -18,6 +18,7 @@ TAGS = [
     {"name": "schedules", "description": "Preview a learning-rate schedule without training."},
     {"name": "datasets", "description": "Built-in datasets and your uploads."},
     {"name": "health", "description": "Liveness and readiness."},
+    {"name": "sweeps", "description": "Grids and ablations over seeds, with a results table."},
 ]
 
 
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (jobs, curves, events, schedules, datasets, health, dashboard):
         app.include_router(module.router)
     dashboard.mount_static(app)
+    from api.routes import forks, sweeps  # local: fewer merge conflicts
+
+    app.include_router(forks.router)
+    app.include_router(sweeps.router)
     return app
 
 

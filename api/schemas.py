@@ -83,6 +83,14 @@ class JobPublic(BaseModel):
     plan: Plan | None = None
     result: dict[str, Any] | None = None
     cancel_requested: bool = False
+    spec_hash: str | None = Field(
+        None, description="sha256 of the canonical spec JSON (POST /jobs?reuse=true matches on it)."
+    )
+    sweep_id: str | None = Field(None, description="The sweep that started this job, if any.")
+    variant: str | None = Field(None, description="The sweep variant (row) this job runs.")
+    lineage: dict[str, Any] | None = Field(
+        None, description="Forks: {parent, from_epoch, from_step, children: [{id, from_epoch}]}."
+    )
 
 
 class JobsPublic(BaseModel):

@@ -148,6 +148,28 @@ def latest_checkpoint(directory: Path | None) -> Path | None:
     return found[0] if found else None
 
 
+def pin_epoch(path: Path, epochs_done: int) -> Path:
+    """Keep checkpoint `path` (written after `epochs_done` epochs) past the rolling KEEP set.
+
+    A hard link in `<dir>/epochs/` (tricks.pinned), or a copy where links are not
+    supported; the rolling set is pruned as before. What fork starts from.
+    """
+    import shutil
+
+    from tricks.pinned import pinned_path
+
+    target = pinned_path(Path(path).parent, epochs_done)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    return target
+
+
 # ---------------------------------------------------------------- final weights
 
 

@@ -482,6 +482,11 @@ class TrainingSpec(Strict):
     checkpoint_every: int = Field(
         1, ge=1, le=MAX_EPOCHS, description="Write a checkpoint every this many epochs."
     )
+    keep_checkpoints: Literal["last", "epochs"] = Field(
+        "epochs",
+        description="`epochs`: keep every end-of-epoch checkpoint (what POST /jobs/{id}/fork "
+        "starts from); `last`: only the newest two, for resume.",
+    )
 
 
 class LRRangeSpec(Strict):

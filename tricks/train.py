@@ -354,6 +354,8 @@ def train(
                 (finished_epoch + 1) % tr.checkpoint_every == 0 or last
             ):
                 last_ckpt = save(checkpoint_dir)
+                if tr.keep_checkpoints == "epochs":  # fork points (tricks.fork)
+                    ckpt.pin_epoch(last_ckpt, epoch)
             if stop_reason is not None:
                 break
             if not last:

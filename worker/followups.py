@@ -46,7 +46,11 @@ def record_range_curve(raw: Any, store: Store, job_id: str, lr_range: dict[str, 
     writer.load()
     steps = list(range(len(lr_range.get("lrs") or [])))
     with raw.pipeline(transaction=False) as pipe:
-        for name, key in (("range_lr", "lrs"), ("range_loss", "losses"), ("range_smoothed", "smoothed")):
+        for name, key in (
+            ("range_lr", "lrs"),
+            ("range_loss", "losses"),
+            ("range_smoothed", "smoothed"),
+        ):
             values = [float(v) for v in lr_range.get(key) or []]
             if values:
                 writer.add(pipe, name, steps[: len(values)], values)

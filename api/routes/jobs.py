@@ -14,9 +14,9 @@ from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
-from api.reuse import ReuseDep, job_hash, reused_job
 from api.idempotency import Idempotency
 from api.planning import check_job, choose_queue, make_plan, resolve_dataset
+from api.reuse import ReuseDep, job_hash, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
 from tricklab.store import TERMINAL, JobNotFound, Store
