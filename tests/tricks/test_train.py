@@ -22,7 +22,7 @@ from tricks.evaluate import expected_calibration_error
 from tricks.models import build_model
 from tricks.regularization import penalty
 from tricks.schedules import lr_at
-from tricks.spec import JobSpec, steps_per_epoch
+from tricks.spec import JobSpec, ScheduleSpec, steps_per_epoch
 from tricks.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,8 +210,17 @@ def test_time_limit_checkpoints_and_fails(digits, tmp_path):
     assert ckpt.latest_checkpoint(tmp_path) is not None
 
 
-def test_logged_lr_is_the_schedule_and_the_optimizer_lr(digits, monkeypatch):
-    spec = make_spec(log_every=3)
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"warmup": {"epochs": 1}, "decay": {"kind": "cosine"}},
+        {"warmup": {"epochs": 1, "start_lr": 0.01}, "decay": {"kind": "step", "step_epochs": 2}},
+        {"warmup": {"epochs": 1}, "decay": {"kind": "linear"}, "per": "epoch"},
+        {"decay": {"kind": "onecycle"}},
+    ],
+)
+def test_logged_lr_is_the_schedule_and_the_optimizer_lr(digits, monkeypatch, schedule):
+    spec = make_spec(log_every=3).model_copy(update={"schedule": ScheduleSpec(**schedule)})
     opts = []
     real = train_mod.build_optimizer
     monkeypatch.setattr(
@@ -331,3 +340,19 @@ def test_cli_runs_a_spec_and_writes_curves(tmp_path):
     )
     assert p.returncode == 2
     assert re.search(r"^optimizer\.lr: ", p.stderr, re.M), p.stderr
+
+
+def test_out_of_memory_fails_with_type_oom(digits, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_mod, "augment_batch", no_memory)  # as the CUDA allocator would
+    r = train(make_spec(), digits)
+    assert r.status == "failed" and r.error["type"] == "oom"
+    assert "batch_size" in r.error["message"]
+
+
+def test_precision_is_fp32_off_cuda():
+    cpu = torch.device("cpu")
+    assert train_mod.pick_device("cpu") == cpu
+    assert {train_mod.pick_precision(p, cpu) for p in ("auto", "fp32", "bf16", "fp16")} == {"fp32"}
