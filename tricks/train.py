@@ -172,6 +172,8 @@ def train(
     resumed_from = step if found is not None else None
 
     def save(path_dir: Path) -> Path:
+        if last_ckpt is not None and last_ckpt == ckpt.checkpoint_path(path_dir, step):
+            return last_ckpt  # a stop request right after an epoch-end checkpoint
         state = {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
