@@ -36,6 +36,9 @@ def _bytes_client(url: str) -> redis.Redis:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    from tricklab.logs import setup_logging  # JSON lines unless TRICKLAB_LOG_FORMAT=text
+
+    setup_logging("api")
     app = FastAPI(
         title="tricklab",
         version="0.1.0",
@@ -63,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(forks.router)
     app.include_router(sweeps.router)
+    from api import observability  # /metrics, /jobs/{id}/logs, request latency + log context
+
+    observability.install(app, settings)
     return app
 
 

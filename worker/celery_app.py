@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, signals
+
+from tricklab.logs import setup_logging
 
 app = Celery("tricklab", include=["worker.tasks", "worker.lifecycle"])
 app.config_from_object("worker.celeryconfig")
+
+
+@signals.setup_logging.connect
+def _setup_logging(loglevel: Any = None, **_: Any) -> None:
+    """Replaces Celery's own logging setup: JSON lines (tricklab.logs), -l as the default level."""
+    setup_logging("worker", level=loglevel, job_records=True)

@@ -106,6 +106,17 @@ class Reporter(Callbacks):
         # the step-level train_loss/train_acc series already has a point at this step.
         series = {EPOCH_SERIES.get(k, k): v for k, v in metrics.items()}
         self._flush(step, series, self.progress, event=("epoch", event))
+        # The job's own log (GET /jobs/{id}/logs) gets one line per epoch, 1-based as in the CLI.
+        log.info(
+            "epoch %d/%s step %d %s",
+            epoch + 1,
+            (self.progress or {}).get("epochs", "?"),
+            step,
+            " ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in event["metrics"].items()
+            ),
+        )
 
     def should_stop(self) -> StopRequest:
         if self.stop is None and self.preempt_requested():

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from tricklab import telemetry
+from tricklab.logs import set_attempt
 from tricklab.settings import get_settings
 from tricklab.store import JobNotFound, Store, connect
 from worker import followups, lifecycle
@@ -57,6 +59,7 @@ def run_job(job_id: str, *, worker: str) -> None:
         log.info("job %s: not claimable (%s); nothing to do", job_id, status)
         followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
         return
+    set_attempt(attempt)
     log.info("job %s: attempt %d on %s", job_id, attempt, worker)
     job = store.get_job(job_id)
     reporter = Reporter(
@@ -75,7 +78,8 @@ def run_job(job_id: str, *, worker: str) -> None:
             result = _train(job, reporter, job_dir)
     except Exception as exc:  # the job failed, not the worker: record it and move on
         log.exception("job %s: failed", job_id)
-        store.finish(job_id, attempt, "failed", error=error_of(exc))
+        if store.finish(job_id, attempt, "failed", error=error_of(exc)):
+            telemetry.job_finished(store, job_id)
         followups.after_job(store, job_id)
         return
     finally:
@@ -107,7 +111,10 @@ def run_job(job_id: str, *, worker: str) -> None:
         save_model(result.model_state, job_dir / "model.safetensors")
         summary["model"] = "model.safetensors"
     error = jsonable(result.error) if result.error else None
-    if not store.finish(job_id, attempt, result.status, error=error, result=summary):
+    if store.finish(job_id, attempt, result.status, error=error, result=summary):
+        telemetry.job_finished(store, job_id)
+        log.info("job %s: %s after %d steps", job_id, result.status, result.steps)
+    else:
         log.warning("job %s: finish(%s) fenced out", job_id, result.status)
     followups.after_job(store, job_id)
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from tricklab.logs import job_log
 from worker.celery_app import app
-from worker.runner import run_job
+from worker.runner import clients, run_job
 
 
 @app.task(name="tricklab.train", bind=True)
 def train_job(self: Any, job_id: str) -> None:
     """Claim job `job_id` and train it; a late or duplicate delivery is a no-op."""
-    run_job(job_id, worker=self.request.hostname or "worker")
+    worker = self.request.hostname or "worker"
+    store, _ = clients()
+    # Log records inside carry job_id/worker and are copied to the job's own log stream.
+    with job_log(store.r, store.p, job_id, worker=worker):
+        run_job(job_id, worker=worker)
 
 
 @app.task(name="tricklab.noop", ignore_result=False)
