@@ -96,6 +96,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.keyring = KeyRing(app.state.redis, settings.key_prefix)
     app.state.rate_bucket = app.state.redis.register_script(_BUCKET)
     if not app.state.auth_required:
+        _key_optional_in_openapi(app)
         why = (
             "TRICKLAB_AUTH=off" if settings.auth == "off" else f"API bound to {settings.host} only"
         )
@@ -108,6 +109,23 @@ def install(app: FastAPI, settings: Settings) -> None:
             log.warning(msg)
         else:  # uvicorn configures only its own loggers: make sure the warning is seen
             print(msg, file=sys.stderr, flush=True)
+
+
+def _key_optional_in_openapi(app: FastAPI) -> None:
+    """With auth off the bearer scheme is optional: add the empty requirement `{}` to each."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                if isinstance(op, dict) and op.get("security") and {} not in op["security"]:
+                    op["security"].append({})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _needs_key(request: Request) -> bool:
@@ -210,7 +228,10 @@ def _error_response(description: str) -> dict[str, Any]:
     return {"model": ErrorPublic, "description": description}
 
 
+# Declared on every operation (main.py passes them to FastAPI): any route can answer these.
 RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error_response("Malformed request (a body that does not parse)"),
+    413: _error_response("Request body above the size limit"),
     401: _error_response("Missing, unknown or revoked API key (WWW-Authenticate: Bearer)"),
     429: _error_response("Rate limit or quota exceeded (Retry-After on rate limits)"),
 }

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 import redis
+from fastapi import Header, Request
+from starlette.concurrency import run_in_threadpool
 
+from api.deps import TenantDep
 from api.errors import ApiError
 
 PENDING_TTL_S = 60
@@ -107,3 +111,48 @@ class Idempotency:
             self.r.eval(_RELEASE, 1, self.key, self.pending)
         except redis.RedisError:
             pass  # it expires after PENDING_TTL_S anyway
+
+
+def idempotent(scope: str) -> Callable[..., AsyncIterator[Idempotency | None]]:
+    """A dependency for a creating route: claims the Idempotency-Key header (if sent) on the
+    raw JSON body and releases it when the route raises. The route answers a replay when
+    `claim.replay_id` is set and calls `claim.done(new_id)` once the thing exists."""
+
+    async def claim_key(
+        request: Request,
+        tenant: TenantDep,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                min_length=1,
+                max_length=MAX_KEY_CHARS,
+                description="Retries with the same key and body return the same result (200), 24 h",
+            ),
+        ] = None,
+    ) -> AsyncIterator[Idempotency | None]:
+        if idempotency_key is None:
+            yield None
+            return
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = (await request.body()).decode("latin-1")
+        settings = request.app.state.settings
+        claim = await run_in_threadpool(
+            Idempotency.begin,
+            request.app.state.redis,
+            settings.key_prefix,
+            tenant,
+            scope,
+            idempotency_key,
+            body,
+            settings.idempotency_ttl_s,
+        )
+        try:
+            yield claim
+        except BaseException:
+            if claim is not None and claim.replay_id is None:
+                claim.release()
+            raise
+
+    return claim_key

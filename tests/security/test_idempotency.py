@@ -126,3 +126,26 @@ def test_in_flight_marker_gives_409(open_api):
         assert c.post("/jobs", json=SPEC, headers={"Idempotency-Key": key}).status_code == 201
     # once done the key is kept for a day
     assert r.ttl(marker) > 23 * 3600
+
+
+def test_sweeps_take_an_idempotency_key_too(open_api):
+    from api.routes.sweeps import EXAMPLE
+
+    key = str(uuid.uuid4())
+    with open_api.client() as c:
+        first = c.post("/sweeps", json=EXAMPLE, headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+        again = c.post("/sweeps", json=EXAMPLE, headers={"Idempotency-Key": key})
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == first.json()["id"]
+        other = {**EXAMPLE, "name": "another"}
+        assert_error(
+            c.post("/sweeps", json=other, headers={"Idempotency-Key": key}),
+            422,
+            "idempotency_key_reused",
+        )
+        # a failed request releases its key
+        key2 = str(uuid.uuid4())
+        bad = {**EXAMPLE, "base": {**EXAMPLE["base"], "data": {"dataset": "nope"}}}
+        assert_error(c.post("/sweeps", json=bad, headers={"Idempotency-Key": key2}), 422)
+        assert c.post("/sweeps", json=EXAMPLE, headers={"Idempotency-Key": key2}).status_code == 201
