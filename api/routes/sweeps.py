@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import ValidationError
 
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SeriesRedisDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, not_found
+from api.idempotency import Idempotency, idempotent
 from api.planning import check_job, choose_queue, make_plan, resolve_dataset
 from api.schemas import ErrorPublic
 from api.uploads import DatasetRepo
@@ -142,7 +143,15 @@ def _load(ss: SweepStore, sweep_id: str, tenant: str) -> dict[str, Any]:
         raise not_found("sweep", sweep_id) from None
 
 
-@router.post("", status_code=201, responses=ERRORS)
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        **ERRORS,
+        200: {"description": "Idempotency-Key replay: the sweep made before"},
+        409: {"model": ErrorPublic, "description": "Same Idempotency-Key still in flight"},
+    },
+)
 def create_sweep(
     sweep: Annotated[SweepSpec, Body(openapi_examples={"ablation": {"value": EXAMPLE}})],
     response: Response,
@@ -150,8 +159,14 @@ def create_sweep(
     settings: SettingsDep,
     celery: CeleryDep,
     tenant: TenantDep,
+    idem: Annotated[Idempotency | None, Depends(idempotent("sweeps"))],
 ) -> dict[str, Any]:
     """Validate every variant up front, record the sweep and start its first children."""
+    if idem is not None and idem.replay_id is not None:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/sweeps/{idem.replay_id}"
+        return sweep_public(SweepStore(store), _load(SweepStore(store), idem.replay_id, tenant))
     variants, children = _children(sweep, store, settings, tenant)
     ss = SweepStore(store)
     sweep_id = ss.create(
@@ -172,6 +187,8 @@ def create_sweep(
         ],
         children=children,  # each child's record gets sweep_id (SweepStore.create)
     )
+    if idem is not None:
+        idem.done(sweep_id)
     ss.step(sweep_id, lambda job_id, queue: enqueue_training(celery, job_id, queue))
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     return sweep_public(ss, ss.get(sweep_id))
