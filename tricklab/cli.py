@@ -787,6 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("datasets", cmd_datasets, "list built-in and uploaded datasets")
 
+    from tricklab.cli_sweeps import add_sweep_commands  # sweep, sweep-report, sweep-cancel
+
+    add_sweep_commands(add)
     s = add("model", cmd_model, "download a succeeded job's weights (safetensors)")
     s.add_argument("id")
     s.add_argument("-o", "--output", help="default: ID.safetensors")

@@ -370,6 +370,32 @@ class Client:
     def delete_dataset(self, dataset_id: str) -> None:
         self._request("DELETE", f"/datasets/{dataset_id}")
 
+    # -------------------------------------------------------------------- sweeps
+    def sweep(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /sweeps: base spec + grid or ablation + seeds -> the sweep."""
+        return self._json("POST", "/sweeps", json=body)
+
+    def get_sweep(self, sweep_id: str, metric: str = "final_val_acc") -> dict[str, Any]:
+        """GET /sweeps/{id}: status, counts and the results table."""
+        return self._json("GET", f"/sweeps/{sweep_id}", params={"metric": metric})
+
+    def sweeps(self, limit: int = 50) -> dict[str, Any]:
+        return self._json("GET", "/sweeps", params={"limit": limit})
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/sweeps/{sweep_id}/cancel")
+
+    def sweep_curves(
+        self, sweep_id: str, metric: str = "val_acc", x: str = "step", max_points: int = 400
+    ) -> dict[str, Any]:
+        """GET /sweeps/{id}/curves: per variant a mean curve and a min-max band over seeds."""
+        params = {"metric": metric, "x": x, "max_points": max_points}
+        return self._json("GET", f"/sweeps/{sweep_id}/curves", params=params)
+
+    def fork(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /jobs/{id}/fork: {from_epoch, schedule?, optimizer?: {lr}, regularization?, training?: {epochs}}."""
+        return self._json("POST", f"/jobs/{job_id}/fork", json=body)
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/healthz")
 
