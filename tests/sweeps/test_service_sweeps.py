@@ -225,3 +225,33 @@ def test_reuse_and_fork(service):
         plr = c.get(f"/jobs/{parent['id']}/curves", params={"metrics": "lr"}).json()["series"]["lr"]
         assert all(v == pytest.approx(0.05) for v in plr["value"])  # constant: the switch shows
         assert lr["val_acc"]["step"] == [3 * spe - 1]
+
+
+def test_cli_sweep_watch_and_report(service, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    f = tmp_path / "sweep.json"
+    f.write_text(
+        json.dumps(
+            {
+                "name": "cli",
+                "base": BASE,
+                "grid": {"regularization.dropout": [0.0, 0.1]},
+                "seeds": 2,
+            }
+        )
+    )
+    env = {**service.env, "TRICKLAB_URL": service.api_url}
+    cmd = [sys.executable, "-m", "tricklab.cli"]
+    r = subprocess.run(
+        [*cmd, "sweep", str(f), "--watch"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    sweep_id = r.stdout.splitlines()[0]
+    assert "| variant" in r.stdout and "regularization.dropout=0.1" in r.stdout
+    r = subprocess.run(
+        [*cmd, "sweep-report", sweep_id], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and "Welch" in r.stdout and "2/2" in r.stdout
