@@ -12,6 +12,7 @@ No torch, no Redis.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -198,7 +199,8 @@ def band(
         inside = (grid >= x[0]) & (grid <= x[-1])
         stack[i, inside] = np.interp(grid[inside], x, y)
     n = np.sum(np.isfinite(stack), axis=0)
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 'All-NaN slice': no seed covers x
         mean = np.nanmean(stack, axis=0)
         lo, hi = np.nanmin(stack, axis=0), np.nanmax(stack, axis=0)
 
@@ -212,17 +214,3 @@ def band(
         "max": clean(hi),
         "n": n.tolist(),
     }
-
-
-class _quiet:
-    """Silence numpy's 'All-NaN slice' RuntimeWarning (columns no seed covers)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)

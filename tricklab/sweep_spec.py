@@ -239,12 +239,12 @@ def expand(sweep: SweepSpec) -> list[Variant]:
                     kept.update(ch.set)
             out.append(Variant(i, f"− {left_out.name}", kept, spec, 0))
     else:
-        changes = (
+        steps = (
             sweep.ablation.changes if isinstance(sweep.ablation, LeaveOneOut) else sweep.ablation
         )
         spec = base
         out.append(Variant(0, "baseline", {}, spec, None))
-        for i, ch in enumerate(changes or [], start=1):
+        for i, ch in enumerate(steps or [], start=1):
             spec = apply_change(spec, ch.set)
             out.append(Variant(i, ch.name, dict(ch.set), spec, i - 1))
     for v in out:

@@ -120,9 +120,9 @@ class SweepStore:
             "children": json.loads(h["children"]),
         }
 
-    def list(
+    def list_sweeps(
         self, tenant: str, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list, str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
         hi = f"({cursor}" if cursor else "+"
         ids = self.r.zrevrangebylex(self.index_key(tenant), hi, "-", start=0, num=limit + 1)
         more = len(ids) > limit

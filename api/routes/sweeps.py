@@ -203,7 +203,7 @@ def read_sweeps(
 ) -> dict[str, Any]:
     """List sweeps, newest first, with their status and counts."""
     ss = SweepStore(store)
-    sweeps, next_cursor = ss.list(tenant, limit, cursor)
+    sweeps, next_cursor = ss.list_sweeps(tenant, limit, cursor)
     data = []
     for s in sweeps:
         jobs = ss.child_jobs(s)
