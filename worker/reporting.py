@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from tricklab.series import SeriesWriter
 from tricklab.store import Store
 from tricks.callbacks import Callbacks, StopRequest
@@ -131,6 +133,22 @@ class Reporter(Callbacks):
         progress: dict[str, Any] | None,
         event: tuple[str, dict] | None = None,
     ) -> None:
+        try:
+            answer = self._write(step, metrics, progress, event)
+        except redis.RedisError as e:
+            # A Redis blip must not fail the training run: this interval's points are
+            # lost, the lease keeper keeps retrying, and the next log point writes again.
+            log.warning("job %s: progress write failed: %s", self.job_id, e)
+            return
+        self._apply(answer)
+
+    def _write(
+        self,
+        step: int | None,
+        metrics: dict[str, Any],
+        progress: dict[str, Any] | None,
+        event: tuple[str, dict] | None,
+    ) -> Any:
         with self.raw.pipeline(transaction=False) as pipe:
             if step is not None:
                 for name, value in metrics.items():
@@ -148,8 +166,7 @@ class Reporter(Callbacks):
                 best=self.best,
                 pipe=pipe,
             )
-            answer = pipe.execute()[-1]
-        self._apply(answer)
+            return pipe.execute()[-1]
 
     def renew_lease(self) -> None:
         """Heartbeat without data (the lease keeper thread, between slow log points)."""
