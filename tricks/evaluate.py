@@ -17,21 +17,22 @@ from torch import nn
 ECE_BINS = 15
 
 
+def _ece_from(conf: torch.Tensor, correct: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Σ_b |Σ_{i∈b} correct_i − Σ_{i∈b} conf_i| / n: |B|/n·|acc(B) − conf(B)| summed, empty bins 0."""
+    # bucketize with the inner edges puts conf in bin b when edge[b] < conf <= edge[b+1]
+    edges = torch.linspace(0, 1, n_bins + 1, device=conf.device, dtype=conf.dtype)[1:-1]
+    bins = torch.bucketize(conf, edges)
+    per_bin = torch.zeros(n_bins, device=conf.device, dtype=conf.dtype)
+    per_bin.index_add_(0, bins, correct.to(conf.dtype) - conf)
+    return per_bin.abs().sum() / max(int(conf.shape[0]), 1)
+
+
 def expected_calibration_error(
     probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS
 ) -> torch.Tensor:
     """ECE of (N, K) class probabilities against (N,) labels, as a 0-dim tensor (no host sync)."""
     conf, pred = probs.max(dim=1)
-    correct = (pred == labels).to(conf.dtype)
-    # bucketize with the inner edges puts conf in bin b when edge[b] < conf <= edge[b+1]
-    edges = torch.linspace(0, 1, n_bins + 1, device=probs.device, dtype=conf.dtype)[1:-1]
-    bins = torch.bucketize(conf, edges)
-    conf_sum = torch.zeros(n_bins, device=probs.device, dtype=conf.dtype).index_add_(0, bins, conf)
-    acc_sum = torch.zeros(n_bins, device=probs.device, dtype=conf.dtype).index_add_(
-        0, bins, correct
-    )
-    # |B|/n · |acc − conf| = |Σcorrect − Σconf| / n, and empty bins add 0
-    return (acc_sum - conf_sum).abs().sum() / max(int(labels.shape[0]), 1)
+    return _ece_from(conf, pred == labels, n_bins)
 
 
 @torch.no_grad()
@@ -45,22 +46,18 @@ def evaluate(
     """val_loss (plain cross-entropy, no smoothing), val_acc, val_ece, in eval mode.
 
     Batched so a large validation set fits next to the training batch; the
-    probabilities are kept (N × K floats) for the ECE. One host sync at the end.
+    logits are kept (N × K floats) for the ECE. One host sync at the end.
     """
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
-    probs = []
-    for i in range(0, x.shape[0], batch_size):
-        with amp:
-            logits = model(x[i : i + batch_size])
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
-        probs.append(logits.softmax(dim=1))
+    with amp:
+        logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     model.train(was_training)
-    p = torch.cat(probs)
-    acc = (p.argmax(dim=1) == y).sum()
-    ece = expected_calibration_error(p, y)
+    logp = logits.float().log_softmax(dim=1)
+    top, pred = logp.max(dim=1)
+    correct = pred == y
+    loss = F.nll_loss(logp, y, reduction="sum")
+    ece = _ece_from(top.exp(), correct, ECE_BINS)
     n = max(int(y.shape[0]), 1)
-    loss, acc, ece = torch.stack([loss_sum, acc.double(), ece.double()]).tolist()  # note: sync
-    return {"val_loss": loss / n, "val_acc": acc / n, "val_ece": ece}
+    loss, hits, ece = torch.stack((loss, correct.sum().to(loss.dtype), ece)).tolist()  # note: sync
+    return {"val_loss": loss / n, "val_acc": hits / n, "val_ece": ece}

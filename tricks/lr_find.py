@@ -15,6 +15,7 @@ than 3 such points exist, it falls back to (lr at the minimum) / 10.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -105,12 +106,14 @@ def lr_range_test(
         x, y = X[idx], Y[idx]
         if reg.augment is not None:
             x = augment_batch(x, reg.augment, kind, gen)
-        with amp:
-            if mixing:
-                x, target = mix_batch(x, smooth_targets(y, K, reg.label_smoothing), reg, kind, gen)
-                loss = soft_cross_entropy(model(x).float(), target)
-            else:
-                loss = F.cross_entropy(model(x).float(), y, label_smoothing=reg.label_smoothing)
+        if mixing:
+            x, target = mix_batch(x, smooth_targets(y, K, reg.label_smoothing), reg, kind, gen)
+        with amp or contextlib.nullcontext():
+            logits = model(x).float()
+        if mixing:
+            loss = soft_cross_entropy(logits, target)
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=reg.label_smoothing)
         objective = loss + penalty(model, reg.l1, reg.l2) if (reg.l1 or reg.l2) else loss
         objective.backward()
         if tr.grad_clip is not None:

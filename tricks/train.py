@@ -48,6 +48,7 @@ from tricks.schedules import lr_curve
 from tricks.spec import JobSpec, steps_per_epoch
 
 EVAL_BATCH = 1024
+LOGIT_BUFFER = 1 << 22  # floats: keep a log interval's logits when they fit in 16 MB
 
 
 @dataclass
@@ -81,11 +82,12 @@ def pick_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: str) -> torch.autocast | None:
+    """The autocast context for bf16/fp16; None for fp32 (the loop skips the `with`)."""
     if precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(device.type, dtype=dtype)
-    return contextlib.nullcontext()
+    return None
 
 
 def _record(history: dict, name: str, step: int, value: float) -> None:
@@ -117,7 +119,7 @@ def train(
     tr, reg = spec.training, spec.regularization
     dev = pick_device(device or tr.device)
     precision = pick_precision(tr.precision, dev)
-    amp, cast = autocast(dev, precision), precision != "fp32"
+    amp, cast = autocast(dev, precision), precision != "fp32"  # amp is None in fp32
 
     # ---- data: moved to the device once; batches are slices of a permutation
     data = dataset.to(dev)
@@ -239,11 +241,18 @@ def train(
     if stop_reason is not None:  # the checkpoint is of a finished (early-stopped) run
         return result("succeeded")
 
-    # per-interval accumulators on the device: the loss sum and each step's predictions
+    # per-interval accumulators on the device: the loss sum and each step's logits (a
+    # plain copy is the cheapest per-step op; argmax waits for the log point) or, when
+    # that buffer would be large, each step's predictions
+    rows = min(log_every, spe)
     loss_sum = torch.zeros((), device=dev)
-    preds = torch.empty(min(log_every, spe), bs, dtype=torch.long, device=dev)
-    labels = torch.empty_like(preds) if mixing else None
-    row = 0  # steps since the last log point (rows of preds in use)
+    keep_logits = rows * bs * K <= LOGIT_BUFFER
+    if keep_logits:
+        kept = torch.empty(rows, bs, K, device=dev)
+    else:
+        kept = torch.empty(rows, bs, dtype=torch.long, device=dev)
+    labels = torch.empty(rows, bs, dtype=torch.long, device=dev) if mixing else None
+    row = 0  # steps since the last log point (rows of the buffers in use)
 
     try:
         while epoch < epochs:
@@ -263,8 +272,11 @@ def train(
                 if mixing:
                     x, target = mix_batch(x, smooth[y], reg, kind, gen)
                     torch.argmax(target, dim=1, out=labels[row])  # the majority label
-                with amp:
+                if amp is None:
                     logits = model(x)
+                else:
+                    with amp:
+                        logits = model(x)
                 if cast:  # autocast: the loss in fp32
                     logits = logits.float()
                 if mixing:  # soft targets: mean of −Σ target·log_softmax(logits)
@@ -292,7 +304,10 @@ def train(
                     opt.step()
                 opt.zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
-                torch.argmax(logits.detach(), dim=1, out=preds[row])
+                if keep_logits:
+                    kept[row].copy_(logits.detach())
+                else:
+                    torch.argmax(logits.detach(), dim=1, out=kept[row])
                 row += 1
                 batch += 1
                 step += 1
@@ -303,7 +318,8 @@ def train(
                 t = step - 1
                 lo = (batch - row) * bs
                 truth = labels[:row] if mixing else Yp[lo : batch * bs].view(row, bs)
-                correct = (preds[:row] == truth).sum()
+                preds = kept[:row].argmax(dim=2) if keep_logits else kept[:row]
+                correct = (preds == truth).sum()
                 interval_loss, n_correct = loss_sum.item(), int(correct)  # note: sync point
                 loss_sum.zero_()
                 train_loss, train_acc = interval_loss / row, n_correct / (row * bs)
@@ -328,7 +344,9 @@ def train(
 
             # -------- end of epoch: evaluate, early stopping, checkpoint
             t = step - 1
-            val = evaluate(model, data.x_val, data.y_val, EVAL_BATCH, amp)
+            val = evaluate(
+                model, data.x_val, data.y_val, EVAL_BATCH, amp or contextlib.nullcontext()
+            )
             ep = {"train_loss": ep_loss / spe, "train_acc": ep_correct / (spe * bs), **val}
             for name in ("val_loss", "val_acc", "val_ece"):
                 _record(history, name, t, ep[name])

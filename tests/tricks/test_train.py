@@ -356,3 +356,12 @@ def test_precision_is_fp32_off_cuda():
     cpu = torch.device("cpu")
     assert train_mod.pick_device("cpu") == cpu
     assert {train_mod.pick_precision(p, cpu) for p in ("auto", "fp32", "bf16", "fp16")} == {"fp32"}
+
+
+def test_large_logit_buffers_fall_back_to_per_step_argmax(digits, monkeypatch):
+    spec = make_spec(epochs=2).model_copy(
+        update={"regularization": JobSpec(data={"dataset": "digits"}).regularization}
+    )
+    kept = train(spec, digits)
+    monkeypatch.setattr(train_mod, "LOGIT_BUFFER", 0)
+    same_result(kept, train(spec, digits))
