@@ -7,7 +7,7 @@ Times `tricks.train` against `plain_train` below: the same model
 same batches (a seeded randperm per epoch), written the way one writes a loop
 by hand: set lr, forward, loss, backward, step, zero_grad, loss summed on the
 device, validation loss/accuracy once per epoch. Runs alternate between the
-variants so that drift on a shared machine hits them alike; the rate of
+variants, in a shuffled order, so that drift on a shared machine hits them alike; the rate of
 each is the fastest of its runs (contention only adds time). One thread for
 torch; rates are given per wall second and per CPU second of the process, the
 latter being what the code costs when other work shares the cores.
@@ -25,6 +25,7 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import subprocess
 import sys
@@ -151,8 +152,11 @@ def main() -> None:
         fn()
     wall: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
+    order = list(variants)
     for _ in range(args.runs):
-        for name, fn in variants.items():
+        random.Random(len(wall["plain"])).shuffle(order)  # no variant always follows another
+        for name in order:
+            fn = variants[name]
             w, c = timed(fn)
             wall[name].append(w)
             cpu[name].append(c)

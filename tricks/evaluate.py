@@ -51,7 +51,10 @@ def evaluate(
     was_training = model.training
     model.eval()
     with amp:
-        logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        if x.shape[0] <= batch_size:
+            logits = model(x)
+        else:
+            logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     logp = logits.float().log_softmax(dim=1)
     top, pred = logp.max(dim=1)
