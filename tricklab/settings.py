@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # A running job whose lease is older than this is re-queued by the reaper.
     lease_ttl_s: float = 30.0
     max_restarts: int = 3
+    # A queued job missing from the broker's queue lists this long is published again.
+    reconcile_after_s: float = 30.0
     events_maxlen: int = 5000
 
     # Access control (api/auth.py). auto: required unless HOST is a loopback address.

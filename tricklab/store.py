@@ -65,6 +65,8 @@ local tenant = redis.call('HGET', k, 'tenant')
 if st == 'running' then
   local lease = tonumber(redis.call('HGET', k, 'lease_until') or '0') or 0
   if lease > now then return {0, 'running'} end
+  -- the holder died without a word: end its attempt in the event stream first
+  emit(id, 'status', status_event(id, 'queued', {reason = 'lease expired'}), ARGV[7])
 elseif st ~= 'queued' then
   return {0, st}
 end

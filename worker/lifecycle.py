@@ -5,7 +5,8 @@ Parent (MainProcess):
   job does not pay for the import. Never touch torch.cuda here: CUDA initialised
   before fork is unusable in the children. The child selects the device.
 - worker_ready: a daemon thread writes this worker's heartbeat (for /readyz) every
-  worker_ttl_s/3 and re-queues running jobs whose lease expired (a worker died).
+  worker_ttl_s/3, re-queues running jobs whose lease expired (a worker died) and
+  re-publishes queued jobs whose broker message was lost (worker.reconcile).
 - worker_shutting_down (SIGTERM/SIGINT: warm shutdown): forward SIGTERM to the pool
   children, so the running job checkpoints and is re-queued instead of finishing late.
 - worker_shutdown: stop the thread and remove the heartbeat.
@@ -116,13 +117,28 @@ class _Heartbeat(threading.Thread):
         return Store(connect(s.redis_url), s.key_prefix, s.events_maxlen)
 
     def run(self) -> None:
+        from worker.reconcile import reconcile
+
+        s = get_settings()
         store = self.store()
+        # After a Redis outage, running jobs' leases may have lapsed while their holders
+        # could not renew them: give the holders one lease to renew before reaping.
+        reap_after = 0.0
         while True:
             try:
                 store.worker_heartbeat(self.worker_name, self.info)
-                self.reap(store)
+                if time.monotonic() >= reap_after:
+                    self.reap(store)
+                reconcile(
+                    store,
+                    self.app,
+                    after_s=s.reconcile_after_s,
+                    lock_s=self.interval * 0.9,
+                    owner=self.worker_name,
+                )
             except Exception as e:  # Redis down: keep trying, /readyz reports it meanwhile
                 log.warning("worker heartbeat failed: %s", e)
+                reap_after = time.monotonic() + s.lease_ttl_s
             if self.done.wait(self.interval):
                 break
         try:

@@ -1,10 +1,19 @@
 """The worker's training callbacks: progress, metrics and series to Redis.
 
-One pipelined round trip per log point: the metric series points (SeriesWriter
+One MULTI/EXEC round trip per log point: the metric series points (SeriesWriter
 appends), an "epoch" event at epoch ends, and the fenced heartbeat that renews the
 job's lease and stores progress, latest metrics and best. The heartbeat's answer
 is the control channel back into the loop: 2 means the user cancelled, -1 means
 another attempt owns the job (this one must stop without writing its outcome).
+
+Series write rule (what makes `since`/`next_since` on GET /jobs/{id}/curves exact,
+see tricklab.series.read_series): every point of one step goes into Redis in one
+MULTI/EXEC, and writes come in increasing step order. The training loop calls
+on_log for an epoch's last update *before* it evaluates and calls on_epoch_end
+with the val_* points of the same step, so the series points of that log point
+are held back and written in the epoch's transaction (the heartbeat is not held).
+A held point also rides along with the next write of any kind, and LeaseKeeper's
+exit writes it if the run ends in between (divergence, an exception in eval).
 """
 
 from __future__ import annotations
@@ -81,14 +90,27 @@ class Reporter(Callbacks):
         self.stop: StopRequest = None
         self.fenced = False
         self.cancelled = False
+        self.steps_per_epoch: int | None = None
+        # series points of an epoch's last log point, waiting for that epoch's metrics
+        self.held: tuple[int, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------ callbacks
     def on_start(self, info: dict[str, Any]) -> None:
+        spe = info.get("steps_per_epoch")
+        self.steps_per_epoch = int(spe) if isinstance(spe, int | float) and spe > 0 else None
         self._flush(None, {}, None, event=("start", jsonable(info)))
 
     def on_log(self, step: int, metrics: dict[str, float], progress: dict[str, Any]) -> None:
         self.latest.update(jsonable(metrics))
         self.progress = jsonable(progress)
+        loss = _number(metrics.get("train_loss"))
+        ends_epoch = self.steps_per_epoch is not None and (step + 1) % self.steps_per_epoch == 0
+        if ends_epoch and loss is not None and math.isfinite(loss):
+            # on_epoch_end(step=step) follows with val_*: write these points with them.
+            # (A non-finite loss ends the run here, so that point is written at once.)
+            self._flush(step, {}, self.progress)  # heartbeat (and any older held point) now
+            self.held = (step, dict(metrics))
+            return
         self._flush(step, metrics, self.progress)
 
     def on_epoch_end(
@@ -126,6 +148,11 @@ class Reporter(Callbacks):
         return self.stop
 
     # ------------------------------------------------------------- plumbing
+    def flush_held(self) -> None:
+        """Write a held-back log point now (the run ended before its epoch's metrics)."""
+        if self.held is not None and not self.fenced:
+            self._flush(self.held[0], {}, self.progress)
+
     def _flush(
         self,
         step: int | None,
@@ -133,12 +160,16 @@ class Reporter(Callbacks):
         progress: dict[str, Any] | None,
         event: tuple[str, dict] | None = None,
     ) -> None:
+        held, self.held = self.held, None
         try:
-            answer = self._write(step, metrics, progress, event)
+            answer = self._write(step, metrics, progress, event, held)
         except redis.RedisError as e:
-            # A Redis blip must not fail the training run: this interval's points are
-            # lost, the lease keeper keeps retrying, and the next log point writes again.
+            # A Redis blip must not fail the training run: the lease keeper keeps
+            # retrying, the next log point writes again, and the finishing attempt
+            # rewrites any curve with a hole from its history (runner._repair_series).
+            # The writer's tails may now be ahead of Redis: re-read them on next use.
             log.warning("job %s: progress write failed: %s", self.job_id, e)
+            self.series = SeriesWriter(self.raw, self.store.series_prefix(self.job_id))
             return
         self._apply(answer)
 
@@ -148,13 +179,18 @@ class Reporter(Callbacks):
         metrics: dict[str, Any],
         progress: dict[str, Any] | None,
         event: tuple[str, dict] | None,
+        held: tuple[int, dict[str, Any]] | None = None,
     ) -> Any:
-        with self.raw.pipeline(transaction=False) as pipe:
+        # MULTI/EXEC: a reader's snapshot (read_series) sees all of a step's points or none
+        with self.raw.pipeline(transaction=True) as pipe:
+            points: list[tuple[int, dict[str, Any]]] = [held] if held is not None else []
             if step is not None:
-                for name, value in metrics.items():
+                points.append((step, metrics))
+            for at, values in points:  # held (an earlier or the same step) first
+                for name, value in values.items():
                     v = _number(value)
                     if v is not None:
-                        self.series.add(pipe, name, [step], [v])
+                        self.series.add(pipe, name, [at], [v])
             if event is not None:
                 self.store.emit(self.job_id, event[0], event[1], pipe=pipe)
             self.store.heartbeat(
@@ -200,6 +236,10 @@ class LeaseKeeper:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join(5)
+        try:
+            self.reporter.flush_held()  # the run ended between a held point and its epoch end
+        except Exception:  # noqa: BLE001 - a lost point must not fail the finish path
+            log.warning("job %s: writing a held log point failed", self.reporter.job_id)
 
     def _run(self) -> None:
         while not self._done.wait(self.interval_s):

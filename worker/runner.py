@@ -8,6 +8,7 @@ newer attempt or resurrect a finished job.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from functools import lru_cache
 from typing import Any
@@ -34,15 +35,117 @@ def _clients(pid: int) -> tuple[Store, redis.Redis]:
 
 
 def clients() -> tuple[Store, redis.Redis]:
-    import os
-
     return _clients(os.getpid())
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Out of memory: torch's OutOfMemoryError (CUDA), MemoryError, or CPU torch's
+    RuntimeError from its allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
+    )
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
     """{type, message} for the job record: readable, one line, no traceback."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if is_oom(exc):
+        return {
+            "type": "oom",
+            "message": f"out of memory ({message[:300]}): lower training.batch_size "
+            "or the model size",
+        }
     return {"type": type(exc).__name__, "message": message[:500]}
+
+
+def _claim_after_holder(store: Store, job_id: str, worker: str) -> tuple[int, str | None]:
+    """The job is running under a live lease: take it over once its holder is gone.
+
+    Celery re-delivers a task at once when the pool child running it dies
+    (reject_on_worker_lost), while the dead attempt's lease is still live. When the
+    holder was a process of this very worker and that process is gone, its attempt is
+    re-queued (fenced on the attempt) and claimed again now. Otherwise wait for the
+    lease: if it expires, claim (the holder died); if it is renewed, a live attempt
+    holds the job and this delivery is a duplicate: drop it. Bounded by lease_ttl_s.
+    """
+    s = get_settings()
+    job = store.get_job(job_id)
+    holder_pid = int(job.get("worker_pid") or 0)
+    if job.get("worker") == worker and holder_pid and not _pid_alive(holder_pid):
+        if store.requeue(job_id, job["attempts"], "worker lost") == 1:
+            log.warning(
+                "job %s: attempt %d died with its process; resuming", job_id, job["attempts"]
+            )
+        return store.claim(job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1)
+    first_lease = job.get("lease_until")
+    deadline = time.monotonic() + s.lease_ttl_s + 2
+    while time.monotonic() < deadline:
+        time.sleep(min(0.5, s.lease_ttl_s / 6))
+        attempt, status = store.claim(
+            job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
+        )
+        if attempt or status != "running":
+            return attempt, status
+        if store.get_job(job_id).get("lease_until") != first_lease:
+            return 0, "running (held by a live attempt)"
+    return 0, "running"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not running the job: it is here to claim it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by the worker parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] | None) -> None:
+    """Make the stored curves equal the run's own history before the job is finished.
+
+    Points written while Redis was unreachable, or acknowledged by a Redis that then
+    lost them (AOF fsync window), leave holes that appends cannot fill; the finishing
+    attempt holds the whole history (checkpoints carry it), so it rewrites any series
+    that differs. Costs one read per series; writes only on a mismatch.
+    """
+    from tricklab.series import SeriesWriter, raw_key, read_series, summary_key
+
+    if not history:
+        return
+    prefix = store.series_prefix(job_id)
+    try:
+        stored = read_series(raw, prefix, names=list(history))["series"]
+        bad = [
+            name
+            for name, h in history.items()
+            if [int(x) for x in h["step"]] != stored.get(name, {}).get("step")
+        ]
+        if not bad:
+            return
+        log.warning("job %s: rewriting series %s from the run's history", job_id, bad)
+        with raw.pipeline(transaction=True) as pipe:
+            for name in bad:
+                pipe.delete(raw_key(prefix, name), summary_key(prefix, name))
+            pipe.execute()
+        writer = SeriesWriter(raw, prefix)
+        writer.load()
+        with raw.pipeline(transaction=False) as pipe:
+            for name in bad:
+                h = history[name]
+                writer.add(pipe, name, [int(x) for x in h["step"]], [float(v) for v in h["value"]])
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("job %s: could not check the stored series", job_id, exc_info=True)
 
 
 def run_job(job_id: str, *, worker: str) -> None:
@@ -55,12 +158,17 @@ def run_job(job_id: str, *, worker: str) -> None:
     except JobNotFound:
         log.warning("job %s: no such job; dropping the message", job_id)
         return
+    if not attempt and status == "running":
+        attempt, status = _claim_after_holder(store, job_id, worker)
     if not attempt:
         log.info("job %s: not claimable (%s); nothing to do", job_id, status)
         followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
         return
     set_attempt(attempt)
     log.info("job %s: attempt %d on %s", job_id, attempt, worker)
+    # Which process holds the attempt: a re-delivery on this worker can then tell that
+    # the holder died (the pool child was killed) and take over without waiting.
+    store.set_fields(job_id, worker_pid=str(os.getpid()))
     job = store.get_job(job_id)
     reporter = Reporter(
         store,
@@ -70,6 +178,7 @@ def run_job(job_id: str, *, worker: str) -> None:
         lease_s=s.lease_ttl_s,
         preempt_requested=lifecycle.preempt_requested,
     )
+    reporter.best = job.get("best")  # a resumed attempt carries the run's best so far
     job_dir = s.job_dir(job_id)
     started = time.monotonic()
     lifecycle.task_started()
@@ -91,6 +200,9 @@ def run_job(job_id: str, *, worker: str) -> None:
     if result.status == "preempted":
         _requeue(store, job, attempt)
         return
+    _repair_series(raw, store, job_id, result.history)
+    if result.best and result.best.get("val_acc") is not None:
+        store.set_fields(job_id, best=jsonable(result.best))  # over every attempt
     summary: dict[str, Any] = {
         "metrics": jsonable(result.metrics),
         "best": jsonable(result.best),

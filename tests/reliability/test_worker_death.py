@@ -1,0 +1,128 @@
+"""Workers die (kill -9 of the pool child, of the whole worker) and nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from celery import Celery
+from conftest import LEASE_TTL_S, MAX_RESTARTS
+from rel_helpers import (
+    assert_attempts_never_overlap,
+    assert_curves_continuous,
+    at_epoch,
+    spec,
+    statuses,
+    submit,
+    terminal,
+    wait,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.service]
+
+
+def _same_result(done: dict, ref: dict) -> None:
+    for k in ("val_acc", "val_loss"):
+        assert done["metrics"][k] == ref["metrics"][k], (k, done["metrics"], ref["metrics"])
+    assert done["best"] == ref["best"]
+
+
+def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
+    r = rel.redis.client()
+    w = rel.add_worker()
+    with rel.client() as c:
+        jid = submit(c, spec())
+        at_epoch(c, jid, 3)
+        pid = int(r.hget(f"tl:job:{jid}", "worker_pid"))
+        assert pid != w.proc.pid, "the job runs in a pool child"
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait(c, jid, lambda j: j["attempts"] == 2 and j["status"] == "running", 30, "attempt 2")
+        recovery = time.monotonic() - t0
+        done = terminal(c, jid)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 2
+        assert statuses(r, jid) == ["queued", "running", "queued", "running", "succeeded"]
+        assert_attempts_never_overlap(r, jid)
+        assert_curves_continuous(c, done)
+        _same_result(done, reference["job"])
+        # the resumed attempt started from a checkpoint, not from scratch
+        starts = [d for t, d in _events(r, jid) if t == "start"]
+        assert starts[1]["resumed_from_step"] > 0, starts
+        print(f"pool child SIGKILL: attempt 2 running after {recovery:.2f}s")
+        assert recovery < LEASE_TTL_S + 2
+
+        # a late duplicate delivery of a finished job is a no-op
+        app = Celery(broker=rel.redis.url, set_as_current=False)
+        app.send_task("tricklab.train", args=[jid], queue="cpu")
+        time.sleep(2)
+        again = c.get(f"/jobs/{jid}").json()
+        assert (again["status"], again["attempts"]) == ("succeeded", 2)
+        assert statuses(r, jid)[-1] == "succeeded"
+
+
+def test_whole_worker_sigkill_lease_reaper_requeues_and_another_worker_resumes(rel, reference):
+    r = rel.redis.client()
+    w1 = rel.add_worker()
+    with rel.client() as c:
+        jid = submit(c, spec())
+        at_epoch(c, jid, 2)
+        w2 = rel.add_worker()  # idle, ready to take over
+        rel.wait_ready(w2)
+        at_epoch(c, jid, 3)
+        w1.signal(signal.SIGKILL)  # host loss: parent and child at once, nothing acked
+        t0 = time.monotonic()
+        w1.proc.wait(10)
+        # a checkpoint write cut short by the kill: a stray temp file and a truncated
+        # "newer" checkpoint must both be ignored by the resume
+        ck = rel.artifact_dir / "jobs" / jid / "checkpoints"
+        newest = sorted(ck.glob("ckpt-*.pt"))[-1]
+        (ck / f".{newest.name}.999.tmp").write_bytes(newest.read_bytes()[:1000])
+        (ck / "ckpt-000099999.pt").write_bytes(newest.read_bytes()[:2000])
+        wait(c, jid, lambda j: j["attempts"] == 2 and j["status"] == "running", 30, "attempt 2")
+        recovery = time.monotonic() - t0
+        done = terminal(c, jid)
+        assert done["status"] == "succeeded", done
+        assert statuses(r, jid) == ["queued", "running", "queued", "running", "succeeded"]
+        assert_attempts_never_overlap(r, jid)
+        assert_curves_continuous(c, done)
+        _same_result(done, reference["job"])
+        print(f"whole worker SIGKILL: attempt 2 running on another worker after {recovery:.2f}s")
+        # lease (3 s) + one reaper round (worker_ttl/3 = 1 s) + startup slack
+        assert recovery < LEASE_TTL_S + 1 + 3
+
+
+def test_a_job_that_keeps_crashing_fails_after_max_restarts(rel):
+    r = rel.redis.client()
+    rel.add_worker()
+    with rel.client() as c:
+        jid = submit(c, spec())
+        for attempt in range(1, MAX_RESTARTS + 2):
+            wait(
+                c,
+                jid,
+                lambda j, a=attempt: (
+                    j["attempts"] == a
+                    and j["status"] == "running"
+                    and (j.get("progress") or {}).get("step", 0) > 0
+                ),
+                30,
+                f"attempt {attempt}",
+            )
+            os.kill(int(r.hget(f"tl:job:{jid}", "worker_pid")), signal.SIGKILL)
+        done = terminal(c, jid, 30)
+        assert done["status"] == "failed", done
+        assert done["error"]["type"] == "crashed"
+        assert "max_restarts" in done["error"]["message"]
+        assert done["attempts"] == MAX_RESTARTS + 1
+        time.sleep(2)  # and it stays failed: no crash loop
+        assert c.get(f"/jobs/{jid}").json()["status"] == "failed"
+        assert_attempts_never_overlap(r, jid)
+
+
+def _events(r, jid):
+    from rel_helpers import events
+
+    return events(r, jid)
