@@ -134,8 +134,8 @@ print(peak, peak - base)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=15)
     args = ap.parse_args()
     torch.set_num_threads(1)
     specs = {

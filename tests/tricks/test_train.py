@@ -365,3 +365,17 @@ def test_large_logit_buffers_fall_back_to_per_step_argmax(digits, monkeypatch):
     kept = train(spec, digits)
     monkeypatch.setattr(train_mod, "LOGIT_BUFFER", 0)
     same_result(kept, train(spec, digits))
+
+
+def test_smoothed_probability_targets_follow_torch_label_smoothing():
+    # the loop uses F.cross_entropy(logits, smooth_targets(...)[y]) for speed; it must be
+    # torch's label_smoothing (ε/K convention) exactly
+    from tricks.mixup import smooth_targets
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(32, 10), torch.randint(0, 10, (32,))
+    table = smooth_targets(torch.arange(10), 10, 0.1)
+    torch.testing.assert_close(
+        torch.nn.functional.cross_entropy(logits, table[y]),
+        torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1),
+    )
