@@ -135,7 +135,7 @@ print(peak, peak - base)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
     torch.set_num_threads(1)
     specs = {

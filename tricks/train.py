@@ -48,7 +48,7 @@ from tricks.schedules import lr_curve
 from tricks.spec import JobSpec, steps_per_epoch
 
 EVAL_BATCH = 1024
-LOGIT_BUFFER = 1 << 22  # floats: keep a log interval's logits when they fit in 16 MB
+LOGIT_BUFFER = 1 << 22  # keep a log interval's logits when they are at most 4M numbers
 
 
 @dataclass
@@ -241,18 +241,15 @@ def train(
     if stop_reason is not None:  # the checkpoint is of a finished (early-stopped) run
         return result("succeeded")
 
-    # per-interval accumulators on the device: the loss sum and each step's logits (a
-    # plain copy is the cheapest per-step op; argmax waits for the log point) or, when
-    # that buffer would be large, each step's predictions
+    # per-interval accumulators on the device: the loss sum, and each step's logits kept
+    # by reference (no tensor op per step; argmax waits for the log point) or, when they
+    # would take much memory, each step's predictions
     rows = min(log_every, spe)
     loss_sum = torch.zeros((), device=dev)
     keep_logits = rows * bs * K <= LOGIT_BUFFER
-    if keep_logits:
-        kept = torch.empty(rows, bs, K, device=dev)
-    else:
-        kept = torch.empty(rows, bs, dtype=torch.long, device=dev)
+    kept: list[torch.Tensor] = []
     labels = torch.empty(rows, bs, dtype=torch.long, device=dev) if mixing else None
-    row = 0  # steps since the last log point (rows of the buffers in use)
+    row = 0  # steps since the last log point (entries of `kept`, rows of `labels`)
 
     try:
         while epoch < epochs:
@@ -304,10 +301,7 @@ def train(
                     opt.step()
                 opt.zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
-                if keep_logits:
-                    kept[row].copy_(logits.detach())
-                else:
-                    torch.argmax(logits.detach(), dim=1, out=kept[row])
+                kept.append(logits.detach() if keep_logits else logits.detach().argmax(dim=1))
                 row += 1
                 batch += 1
                 step += 1
@@ -318,8 +312,9 @@ def train(
                 t = step - 1
                 lo = (batch - row) * bs
                 truth = labels[:row] if mixing else Yp[lo : batch * bs].view(row, bs)
-                preds = kept[:row].argmax(dim=2) if keep_logits else kept[:row]
-                correct = (preds == truth).sum()
+                preds = torch.stack(kept)
+                correct = ((preds.argmax(dim=2) if keep_logits else preds) == truth).sum()
+                kept.clear()
                 interval_loss, n_correct = loss_sum.item(), int(correct)  # note: sync point
                 loss_sum.zero_()
                 train_loss, train_acc = interval_loss / row, n_correct / (row * bs)
