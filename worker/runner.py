@@ -201,8 +201,11 @@ def run_job(job_id: str, *, worker: str) -> None:
         _requeue(store, job, attempt)
         return
     _repair_series(raw, store, job_id, result.history)
+    # The run's own final values: live heartbeats may have been lost in a Redis outage.
+    final: dict[str, Any] = {"metrics": {**(job.get("metrics") or {}), **jsonable(result.metrics)}}
     if result.best and result.best.get("val_acc") is not None:
-        store.set_fields(job_id, best=jsonable(result.best))  # over every attempt
+        final["best"] = jsonable(result.best)  # over every attempt
+    store.set_fields(job_id, **final)
     summary: dict[str, Any] = {
         "metrics": jsonable(result.metrics),
         "best": jsonable(result.best),
