@@ -500,6 +500,13 @@ def read_series(
     - names: None for all series; a requested name with no data gets empty lists.
     - since: only points with step > since; ``next_since`` is the largest step returned
       over all series, or ``since`` when nothing is new (None if there is nothing at all).
+      The read is one snapshot (its lengths come from one MULTI), so polling with
+      ``since = next_since`` misses nothing and repeats nothing *if the writer writes
+      every point of a step in one MULTI/EXEC and steps in increasing order* — the
+      rule worker.reporting follows (it holds an epoch's last log point back until
+      that epoch's val_* points, which sit at the same step, are written with it).
+      Series written after the fact at old steps (an lr range test's ``range_*``,
+      written once when the test ends) are a full read's business, not a poll's.
     - max_points: at most this many points per series, keeping the first, last, the
       minimum and the maximum (min/max per bucket, in step order). Guaranteed for
       max_points >= 4; smaller values keep first and last (or only the last).

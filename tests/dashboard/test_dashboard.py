@@ -234,3 +234,169 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     wait(lambda: points(drv, "#compare-chart") >= 2, what="val_acc points in compare")
     assert name in drv.find_element("id", "compare-table").text
     drv.save_screenshot(str(ARTIFACTS / "dashboard-compare.png"))
+
+
+SUGGEST_RGB = (22, 163, 74)  # rangetest.js MARK: the suggested-lr line
+
+
+def test_sweep_page_table_and_band_chart(base_url, browser):
+    """A tiny real sweep (2 variants × 1 seed): list, status, results table, mean curves."""
+    drv = browser
+    ARTIFACTS.mkdir(exist_ok=True)
+    body = {
+        "name": f"dashboard sweep {int(time.time())}",
+        "base": {
+            "data": {"dataset": "digits"},
+            "model": {"arch": "mlp", "hidden": [32]},
+            "schedule": {"decay": {"kind": "constant"}},
+            "training": {"epochs": 2, "device": "cpu", "log_every": 5},
+        },
+        "grid": {"regularization.label_smoothing": [0.0, 0.2]},
+        "seeds": 1,
+        "max_concurrent": 2,
+    }
+    r = httpx.post(f"{base_url}/sweeps", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    sweep = r.json()
+
+    drv.get(f"{base_url}/#/sweeps")
+    link = wait(
+        lambda: drv.find_element(
+            "css selector", f'#sweeps-table tr[data-id="{sweep["id"]}"] a.sweep-link'
+        ),
+        what="the sweep in the list",
+    )
+    assert "active" in drv.find_element("id", "nav-sweeps").get_attribute("class")
+    link.click()
+    wait(lambda: sweep["id"] in drv.current_url, what="the sweep page")
+    wait(
+        lambda: drv.find_element("css selector", "#view .badge").text == "succeeded",
+        timeout=180,
+        what="the sweep to succeed",
+    )
+    rows = wait(
+        lambda: (
+            (rs := drv.find_elements("css selector", "#sweep-results tbody tr"))
+            and len(rs) == 2
+            and all("1/1" in r.text for r in rs)
+            and rs
+        ),
+        what="two finished rows in the results table",
+    )
+    assert "%" in drv.find_element("css selector", "#sweep-results thead").text
+    # one seed: Welch's test needs two per side, so the row says so instead of a marker
+    assert "needs ≥ 2 seeds" in rows[1].text
+    # val_acc by step: 2 variants × (mean, max, min) × 2 epochs
+    wait(lambda: points(drv, "#sweep-chart") >= 12, what="the mean curves and bands")
+    wait(
+        lambda: drv.execute_script(COLOURED_PIXELS_JS, "#sweep-chart", *SERIES_RGB) > 30,
+        what="the first variant's mean line on the canvas",
+    )
+    # x by fraction of the schedule, and train_loss (many points per run)
+    from selenium.webdriver.support.ui import Select
+
+    Select(drv.find_element("id", "sweep-curve-x")).select_by_value("fraction")
+    Select(drv.find_element("id", "sweep-curve-metric")).select_by_value("train_loss")
+    wait(lambda: "x=fraction" in drv.current_url, what="x=fraction in the URL")
+    wait(lambda: points(drv, "#sweep-chart") >= 40, what="train_loss curves by fraction")
+    children = drv.find_elements("css selector", "a.sweep-child")
+    assert len(children) == 2
+    time.sleep(0.3)
+    drv.save_screenshot(str(ARTIFACTS / "dashboard-sweep.png"))
+
+    # a child's job page links back to its sweep
+    children[0].click()
+    back = wait(lambda: drv.find_element("id", "job-sweep"), what="the sweep link on the job")
+    assert back.text == sweep["id"]
+
+
+def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
+    """Designer → LR range test job → log-x loss vs lr with the suggestion → "Use this lr"."""
+    from selenium.webdriver.support.ui import Select
+
+    drv = browser
+    ARTIFACTS.mkdir(exist_ok=True)
+    drv.get(f"{base_url}/#/new")
+    dataset = wait(lambda: drv.find_element("id", "f-data-dataset"), what="the designer")
+    wait(
+        lambda: "digits" in [o.get_attribute("value") for o in Select(dataset).options],
+        what="datasets",
+    )
+    Select(dataset).select_by_value("digits")
+    set_value(drv, "name", "range e2e")
+    set_value(drv, "mlp.hidden", "64")
+    set_value(drv, "training.log_every", "5")
+
+    # a bad range first: the 422 lands beside the range field it names
+    for key, value in (("lr_range.min_lr", "1"), ("lr_range.max_lr", "0.5")):
+        set_value(drv, key, value)
+    drv.find_element("id", "run-range-test").click()
+    err = '.field[data-path="lr_range.max_lr"] .err'
+    wait(lambda: drv.find_element("css selector", err).text, what="the range 422 beside max_lr")
+    assert "#/jobs/" not in drv.current_url
+
+    for key, value in (
+        ("lr_range.min_lr", "0.0001"),
+        ("lr_range.max_lr", "10"),
+        ("lr_range.steps", "60"),
+    ):
+        set_value(drv, key, value)
+    drv.find_element("id", "run-range-test").click()
+    m = wait(lambda: re.search(r"#/jobs/(j[0-9a-f]+)", drv.current_url), what="the range job")
+    job_id = m.group(1)
+
+    lr_text = wait(
+        lambda: drv.find_element("id", "suggested-lr").text, timeout=120, what="the suggestion"
+    )
+    job = httpx.get(f"{base_url}/jobs/{job_id}", timeout=10).json()
+    assert job["spec"]["task"] == "lr_range_test"
+    assert job["spec"]["lr_range"] == {**job["spec"]["lr_range"], "min_lr": 1e-4, "steps": 60}
+    suggested = job["result"]["suggested_lr"]
+    assert 1e-4 <= suggested <= 10
+    assert float(lr_text) == pytest.approx(suggested, rel=1e-3)
+    assert drv.find_element("id", "suggested-rule").text == job["result"]["rule"]
+
+    chart = drv.find_element("id", "chart-range")
+    assert chart.get_attribute("data-x-scale") == "log"
+    # the full per-step curve (range_*): raw and smoothed, one point each per step
+    n = len(job["result"]["lr_range"]["lrs"])
+    wait(lambda: points(drv, "#chart-range") == 2 * n, what=f"{2 * n} range points")
+    wait(
+        lambda: drv.execute_script(COLOURED_PIXELS_JS, "#chart-range", *SERIES_RGB) > 30,
+        what="the smoothed loss on the canvas",
+    )
+    wait(
+        lambda: drv.execute_script(COLOURED_PIXELS_JS, "#chart-range", *SUGGEST_RGB) > 20,
+        what="the suggested-lr marker on the canvas",
+    )
+    time.sleep(0.3)
+    drv.save_screenshot(str(ARTIFACTS / "dashboard-range-test.png"))
+
+    drv.find_element("id", "use-lr").click()
+    wait(lambda: "#/new" in drv.current_url, what="the designer")
+    lr_input = wait(
+        lambda: (el := drv.find_element("id", "f-optimizer-lr")).get_attribute("value") and el,
+        what="optimizer.lr filled",
+    )
+    wait(
+        lambda: float(lr_input.get_attribute("value")) == pytest.approx(suggested, rel=1e-9),
+        what="optimizer.lr = the suggestion",
+    )
+    # the rest of the spec is cloned, as a training job
+    assert (
+        drv.find_element("css selector", '.field[data-key="mlp.hidden"] input').get_attribute(
+            "value"
+        )
+        == "64"
+    )
+    assert (
+        drv.find_element(
+            "css selector", '.field[data-key="training.log_every"] input'
+        ).get_attribute("value")
+        == "5"
+    )
+    assert "range e2e" in drv.find_element(
+        "css selector", '.field[data-key="name"] input'
+    ).get_attribute("value")
+    wait(lambda: points(drv, "#preview-chart") > 0, what="the preview with the new lr")
+    drv.save_screenshot(str(ARTIFACTS / "dashboard-use-lr.png"))

@@ -1,12 +1,16 @@
-// Hash router: #/ (jobs), #/jobs/{id}, #/new, #/compare?ids=a,b. Each view is
-// mount(root, params) → cleanup(); cleanup stops its timers and streams.
+// Hash router: #/ (jobs), #/jobs/{id}, #/new, #/compare?ids=a,b, #/sweeps,
+// #/sweeps/{id}. Each view is mount(root, params) → cleanup(); cleanup stops its
+// timers and streams. A job page picks its view from the job's task (training
+// curves, or the lr range test's loss vs lr).
 
-import { askKey } from "./api.js";
+import { api, askKey } from "./api.js";
 import { mountJobs } from "./jobs.js";
 import { mountJob } from "./job.js";
 import { mountDesigner } from "./designer.js";
 import { mountCompare } from "./compare.js";
-import { h } from "./util.js";
+import { mountSweeps, mountSweep } from "./sweeps.js";
+import { mountRangeTest } from "./rangetest.js";
+import { h, errorText } from "./util.js";
 
 const root = document.getElementById("view");
 let cleanup = null;
@@ -17,10 +21,34 @@ function parse() {
   const params = Object.fromEntries(new URLSearchParams(query));
   let m;
   if (path === "/" || path === "/jobs") return { name: "jobs", mount: mountJobs, params };
-  if ((m = path.match(/^\/jobs\/([^/]+)$/))) return { name: "jobs", mount: mountJob, params: { ...params, id: decodeURIComponent(m[1]) } };
+  if ((m = path.match(/^\/jobs\/([^/]+)$/))) return { name: "jobs", mount: mountJobPage, params: { ...params, id: decodeURIComponent(m[1]) } };
+  if (path === "/sweeps") return { name: "sweeps", mount: mountSweeps, params };
+  if ((m = path.match(/^\/sweeps\/([^/]+)$/))) return { name: "sweeps", mount: mountSweep, params: { ...params, id: decodeURIComponent(m[1]) } };
   if (path === "/new") return { name: "new", mount: mountDesigner, params };
   if (path === "/compare") return { name: "compare", mount: mountCompare, params };
   return { name: "", mount: (el) => el.append(h("p", { class: "empty" }, `No page at ${raw}. `, h("a", { href: "#/" }, "Back to jobs"))), params };
+}
+
+/** A job page: one GET to learn the task, then the view for it. */
+function mountJobPage(el, params) {
+  let inner = null;
+  let gone = false;
+  api(`/jobs/${encodeURIComponent(params.id)}`)
+    .then((job) => {
+      if (gone) return;
+      const task = (job.spec && job.spec.task) || "train";
+      inner = (task === "lr_range_test" ? mountRangeTest : mountJob)(el, params) || null;
+    })
+    .catch((e) => {
+      if (gone) return;
+      if (e.status === 404) el.append(h("p", { class: "empty" }, `No job ${params.id}. `, h("a", { href: "#/" }, "Back to jobs")));
+      else inner = mountJob(el, params) || null; // it shows the error and keeps retrying
+      if (e.status !== 404 && !inner) el.append(h("div", { class: "formerror" }, errorText(e)));
+    });
+  return () => {
+    gone = true;
+    if (inner) inner();
+  };
 }
 
 function route() {

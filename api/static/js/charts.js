@@ -37,13 +37,15 @@ export class Chart {
    * container: an element (emptied); series: [{label, color, dash, width, points}];
    * xLabel: the x axis title.
    */
-  constructor(container, { title, series, xLabel = "step", height = 230 }) {
+  constructor(container, { title, series, xLabel = "step", height = 230, xLog = false, bands = [], plugins = [] }) {
     this.container = container;
     this.container.classList.add("chart");
     this.container.replaceChildren();
     this.container.dataset.points = "0";
+    this.container.dataset.xScale = xLog ? "log" : "linear";
     this.height = height;
     this.seriesDefs = series;
+    this.xLog = xLog;
     const axis = {
       stroke: cssVar("--muted", "#888"),
       grid: { stroke: cssVar("--grid", "rgba(0,0,0,.08)"), width: 1 },
@@ -54,14 +56,17 @@ export class Chart {
       title,
       width: Math.max(300, container.clientWidth || 600),
       height,
-      scales: { x: { time: false } },
+      // xLog: a log10 x axis (lr range test); bands: [[upperIdx, lowerIdx, fill]] over 0-based series
+      scales: { x: xLog ? { time: false, distr: 3, log: 10 } : { time: false } },
+      bands: bands.map(([hi, lo, fill]) => ({ series: [hi + 1, lo + 1], fill })),
+      plugins,
       cursor: { drag: { x: true, y: false } },
       series: [
         { label: xLabel, value: (u, v) => (v === null ? "–" : fmtTick(v)) },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color || PALETTE[i % PALETTE.length],
-          width: s.width || 1.5,
+          width: s.width ?? 1.5,
           dash: s.dash,
           spanGaps: true,
           points: { show: s.points ?? false, size: 5 },
@@ -71,6 +76,11 @@ export class Chart {
       axes: [{ ...axis, label: xLabel, labelSize: 18, size: 36 }, { ...axis, size: 56 }],
     };
     this.plot = new uPlot(opts, [[], ...series.map(() => [])], container);
+    // series marked legend: false (a band's edges) stay out of the legend
+    const rows = this.plot.root.querySelectorAll(".u-legend .u-series");
+    series.forEach((s, i) => {
+      if (s.legend === false && rows[i + 1]) rows[i + 1].style.display = "none";
+    });
     this.resizer = new ResizeObserver(() => this.resize());
     this.resizer.observe(container);
   }
@@ -86,6 +96,11 @@ export class Chart {
     let points = 0;
     for (const y of data.slice(1)) for (const v of y) if (v !== null) points++;
     this.plot.setData(data);
+    // a log x scale can be left without a range by an earlier empty setData: set it
+    const x = data[0];
+    if (this.xLog && x.length && (this.plot.scales.x.min === null || this.plot.scales.x.max === null)) {
+      this.plot.setScale("x", { min: x[0], max: x[x.length - 1] });
+    }
     this.container.dataset.points = String(points);
   }
 

@@ -145,11 +145,64 @@ export function mountDesigner(root, params) {
   const previewBox = h("div", { id: "preview-chart" });
   const previewInfo = h("div", { class: "muted small", id: "preview-info" }, "…");
   const previewError = h("div", { class: "formerror", id: "preview-error" });
+  // ------------------------------------------------------ lr range test launcher
+  // Not part of the form's spec (lr_range is a 422 on a training job): the button
+  // POSTs the current form as task lr_range_test with these settings.
+  const RANGE = [
+    { key: "lr_range.min_lr", label: "Min lr", def: 1e-6, min: 0, help: "Start of the exponential lr sweep." },
+    { key: "lr_range.max_lr", label: "Max lr", def: 10, min: 0, help: "End; the test stops early once the loss diverges." },
+    { key: "lr_range.steps", label: "Steps", def: 100, min: 10, step: 1, help: "Updates in the test (10 to 100000)." },
+  ];
+  const rangeInputs = new Map();
+  const rangeError = h("div", { class: "formerror", id: "range-error", role: "alert" });
+  const rangeBtn = h("button", { type: "button", id: "run-range-test", onclick: () => launchRange() }, "Run LR range test");
+  const rangePanel = h("div", { class: "panel range-panel", id: "range-panel" },
+    h("h3", {}, "LR range test"),
+    h("p", { class: "muted small" }, "Train a throwaway copy of this form's model while the lr grows exponentially, then pick lr from the loss curve (Smith 2017; fastai lr_find)."));
+  for (const f of RANGE) {
+    const id = `f-${f.key.replace(/[^\w]/g, "-")}`;
+    const input = h("input", { id, name: f.key, type: "number", step: f.step ?? "any", min: f.min, inputmode: "decimal", value: String(f.def) });
+    rangeInputs.set(f.key, input);
+    const wrap = h("div", { class: "field", dataset: { key: f.key, path: f.key } },
+      h("label", { for: id }, f.label), input, h("div", { class: "help" }, f.help), h("div", { class: "err" }));
+    wrappers.set(f.key, wrap); // so a 422's loc lands beside it
+    rangePanel.append(wrap);
+  }
+  rangePanel.append(rangeError, h("div", { class: "row" }, rangeBtn));
+
+  function rangeSpec() {
+    const out = {};
+    for (const [key, el] of rangeInputs) {
+      const raw = el.value.trim();
+      out[key.split(".")[1]] = raw === "" ? null : Number(raw);
+    }
+    return out;
+  }
+
+  async function launchRange() {
+    clearErrors();
+    rangeBtn.disabled = true;
+    const spec = buildSpec();
+    spec.task = "lr_range_test";
+    spec.lr_range = rangeSpec();
+    spec.name = `LR range: ${spec.name || spec.data.dataset}`.slice(0, 200);
+    try {
+      const job = await api("/jobs", { method: "POST", body: spec });
+      location.hash = `#/jobs/${encodeURIComponent(job.id)}`;
+    } catch (e) {
+      rangeError.textContent = showErrors(e, "submit") || (e.status === 422 ? "Fix the fields marked in red." : "");
+    } finally {
+      rangeBtn.disabled = false;
+    }
+  }
+
   root.append(
     h("div", { class: "spread" }, h("h1", {}, "New job"), h("span", { class: "muted" }, "Design the schedule; the curve follows as you type.")),
     h("div", { class: "designer" },
       form,
-      h("div", { class: "panel preview" }, h("h3", {}, "Planned learning rate"), previewBox, previewInfo, previewError)),
+      h("div", { class: "preview" },
+        h("div", { class: "panel" }, h("h3", {}, "Planned learning rate"), previewBox, previewInfo, previewError),
+        rangePanel)),
   );
   const chart = new Chart(previewBox, { title: "", series: [{ label: "lr", color: "#2563eb", width: 2 }], height: 300 });
 
@@ -162,6 +215,7 @@ export function mountDesigner(root, params) {
       delete w.dataset.errSource;
     }
     if (!source || source === "submit") formError.textContent = "";
+    if (!source) rangeError.textContent = ""; // declared below; called only after mount
     if (!source || source === "preview") previewError.textContent = "";
   }
 
@@ -288,9 +342,18 @@ export function mountDesigner(root, params) {
   loadDatasets().then(() => {
     if (params.clone) {
       try {
-        fill(JSON.parse(sessionStorage.getItem("tricklab.cloneSpec") || "{}"));
+        const spec = JSON.parse(sessionStorage.getItem("tricklab.cloneSpec") || "{}");
+        fill(spec);
         const name = inputs.get("name");
-        if (name.value) name.value = `${name.value} (copy)`;
+        // from=range: "Use this lr" on a range test already named the job after the lr
+        if (name.value && params.from !== "range") name.value = `${name.value} (copy)`;
+        const range = spec.lr_range || JSON.parse(sessionStorage.getItem("tricklab.rangeSpec") || "null");
+        if (range && params.from === "range") {
+          for (const [key, el] of rangeInputs) {
+            const v = range[key.split(".")[1]];
+            if (typeof v === "number") el.value = String(v);
+          }
+        }
       } catch {
         /* a bad stored spec: start from the defaults */
       }

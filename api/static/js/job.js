@@ -3,7 +3,7 @@
 
 import { api, download, streamEvents } from "./api.js";
 import { Chart } from "./charts.js";
-import { h, badge, progressBar, num, pct, duration, age, epochLabel, stepsPerEpoch, TERMINAL, errorText, toast } from "./util.js";
+import { h, badge, progressBar, num, pct, duration, age, epochLabel, TERMINAL, errorText, toast } from "./util.js";
 
 const POLL_MS = 2000;
 const CURVE_METRICS = ["train_loss", "val_loss", "train_acc", "val_acc", "val_ece"];
@@ -49,7 +49,8 @@ export function mountJob(root, { id }) {
     head.replaceChildren(
       h("div", {},
         h("div", { class: "row" }, h("h1", { id: "job-name" }, job.name || job.id), badge(job.status)),
-        h("div", { class: "muted small mono" }, job.id, " · created ", age(job.created_at))),
+        h("div", { class: "muted small mono" }, job.id, " · created ", age(job.created_at),
+          job.sweep_id ? [" · part of sweep ", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}`, id: "job-sweep" }, job.sweep_id)] : "")),
       h("div", { class: "row" }, ...actions),
     );
   }
@@ -133,13 +134,9 @@ export function mountJob(root, { id }) {
     const body = await api(`${base}/curves?${q}`, { signal: abort.signal });
     let changed = false;
     for (const m of CURVE_METRICS) changed = merge(series[m], body.series && body.series[m]) || changed;
-    if (typeof body.next_since === "number") {
-      // next_since is the newest step of any series, but an epoch's val_* point is
-      // written after the train_loss point at the same step (evaluation runs in
-      // between): ask again from an epoch back so such a point is not skipped.
-      const back = Math.max(1, Math.ceil(stepsPerEpoch(job) || 50));
-      since = Math.max(-1, body.next_since - back);
-    }
+    // Exact: the worker writes all points of a step in one transaction, in step
+    // order (INTERNALS.md, "Series write rule"); merge still drops repeats.
+    if (typeof body.next_since === "number") since = body.next_since;
     return changed;
   }
 
