@@ -158,6 +158,12 @@ export function mountRangeTest(root, { id }) {
       chart = makeChart();
       chart.set(pair);
       drawnPoints = n;
+      // y up to 1.5 × the smoothed loss's start: a diverged tail (100s) would flatten the rest
+      const sm = pair[1].y.filter((v) => typeof v === "number" && Number.isFinite(v));
+      if (sm.length > 1) {
+        const all = pair[0].y.concat(sm).filter((v) => typeof v === "number" && Number.isFinite(v));
+        chart.plot.setScale("y", { min: Math.min(0, ...all), max: 1.5 * Math.max(...sm.slice(0, Math.max(1, sm.indexOf(Math.min(...sm))))) });
+      }
     } else {
       chart.plot.redraw(); // the suggestion may have arrived: redraw the marker
     }
