@@ -120,7 +120,7 @@ class Embedded:
                 "--dir", str(self.dir),
                 "--pidfile", str(pidfile),
                 "--appendonly", "yes",
-                "--appendfsync", "everysec",
+                "--appendfsync", "always",  # nothing acknowledged is lost on kill -9 (see README: Reliability)
                 "--maxmemory-policy", "noeviction",
                 "--logfile", str(self.dir / "redis.log"),
             ],
