@@ -16,6 +16,7 @@ and moved to x.device), so the same generator state gives the same batch.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -92,24 +93,143 @@ def add_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.
     return x + std * noise.to(x.device)
 
 
+# columns of the one (N, 7) uniform draw a batch of images takes
+_CROP_Y, _CROP_X, _HFLIP, _VFLIP, _ANGLE, _MOVE_Y, _MOVE_X = range(7)
+
+
+def _int_shift(u: torch.Tensor, m: int) -> torch.Tensor:
+    """Integers uniform in [−m, m] from uniforms in [0, 1)."""
+    return (u * (2 * m + 1)).floor_().clamp_(max=2 * m).sub_(m)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(h·w, 3) rows (x, y, 1): pixel centres in pixels from the image centre, x along w."""
+    ys = torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2
+    xs = torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((gx, gy, torch.ones_like(gx)), dim=-1).view(h * w, 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _to_normalized(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Pixels → grid_sample's coordinates (align_corners=False): x / (w/2), y / (h/2)."""
+    return torch.tensor((2.0 / w, 2.0 / h), device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)
+
+
+def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+    """Crop, flips, rotation and translation of images as one resampling of the batch.
+
+    Each is a map from output pixel to source pixel, so their composition (in
+    the order crop → hflip → vflip → rotate → translate) is one affine map per
+    sample and the batch is sampled once. Without rotation every map is an
+    integer shift or a reversal, done as one gather: values are exactly the
+    input's or 0. With rotation: one bilinear grid_sample, zeros outside.
+    A single sampling also means translate brings in image content where the
+    rotation moved it out of frame, instead of the zeros a chain of
+    resamplings would leave (the same holds for crop followed by translate).
+    """
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    pc = aug.crop_padding
+    my, mx = round(aug.translate * h), round(aug.translate * w)
+    if not (pc or my or mx or aug.hflip or aug.vflip or aug.rotate > 0):
+        return x
+    u = _rand_cols(n, generator, x.device)
+    # shift of the content, in pixels: crop (pad-then-crop) and translate, per axis
+    sy = _int_shift(u[:, _CROP_Y], pc) if pc else None
+    sx = _int_shift(u[:, _CROP_X], pc) if pc else None
+    ty = _int_shift(u[:, _MOVE_Y], my) if my else None
+    tx = _int_shift(u[:, _MOVE_X], mx) if mx else None
+    fy = u[:, _VFLIP] < FLIP_P if aug.vflip else None
+    fx = u[:, _HFLIP] < FLIP_P if aug.hflip else None
+    if aug.rotate > 0:
+        return _affine(x, u[:, _ANGLE].mul(2).sub_(1).mul_(aug.rotate), sx, sy, fx, fy, tx, ty)
+    return _gather(x, sx, sy, fx, fy, tx, ty)
+
+
+def _rand_cols(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, 7, generator=generator, device=generator.device).to(device)
+
+
+def _source_index(
+    size: int, shift: torch.Tensor | None, flip: torch.Tensor | None, move: torch.Tensor | None
+) -> torch.Tensor:
+    """(N, size) source index of each output index along one axis: undo translate, flip, crop."""
+    i = _arange(
+        size, shift.device if shift is not None else (flip if flip is not None else move).device
+    )
+    src = i.unsqueeze(0) if move is None else i - move.long().unsqueeze(1)
+    if flip is not None:
+        src = torch.where(flip.unsqueeze(1), (size - 1) - src, src)
+    if shift is not None:
+        src = src - shift.long().unsqueeze(1)
+    return src
+
+
+def _gather(x, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
+    """Integer shifts and flips of (N, C, H, W) as one gather over H·W, zero fill."""
+    n, c, h, w = x.shape
+    axes = []
+    for size, s, f, t in ((h, sy, fy, ty), (w, sx, fx, tx)):
+        if s is None and f is None and t is None:
+            axes.append(None)
+        else:
+            axes.append(_source_index(size, s, f, t))
+    rows, cols = axes
+    if rows is None:
+        rows = _arange(h, x.device).expand(n, h)
+    if cols is None:
+        cols = _arange(w, x.device).expand(n, w)
+    valid = ((rows >= 0) & (rows < h)).unsqueeze(2) & ((cols >= 0) & (cols < w)).unsqueeze(1)
+    idx = rows.clamp(0, h - 1).mul_(w).unsqueeze(2) + cols.clamp(0, w - 1).unsqueeze(1)
+    out = x.reshape(n, c, h * w).gather(2, idx.view(n, 1, h * w).expand(n, c, h * w))
+    return out.view_as(x).mul_(valid.view(n, 1, h, w))
+
+
+def _affine(x, degrees, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
+    """Bilinear resampling of (N, C, H, W) through crop, flips, rotation and translate."""
+    n, _, h, w = x.shape
+    rad = degrees * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # source = Fl·R·(q − t) − s in pixels from the centre (q: output pixel, R as in `rotate`,
+    # Fl = diag(±1, ±1) the flips, t the translation, s the crop shift)
+    a, b, d, e = cos, -sin, sin, cos
+    if fx is not None:
+        sign = 1.0 - 2.0 * fx.to(cos.dtype)
+        a, b = a * sign, b * sign
+    if fy is not None:
+        sign = 1.0 - 2.0 * fy.to(cos.dtype)
+        d, e = d * sign, e * sign
+    zero = torch.zeros_like(cos)
+    vx, vy = zero, zero
+    if tx is not None or ty is not None:
+        mx = tx if tx is not None else zero
+        my = ty if ty is not None else zero
+        vx, vy = -(a * mx + b * my), -(d * mx + e * my)
+    if sx is not None:
+        vx, vy = vx - sx, vy - sy
+    m = torch.stack((a, d, b, e, vx, vy), dim=1).view(n, 3, 2)  # rows: x, y, 1 coefficients
+    # one (H·W, 3) × (3, 2N) product: a batched matmul with k = 3 is several times slower
+    src = torch.mm(_pixel_grid(h, w, x.device), m.transpose(0, 1).reshape(3, 2 * n))
+    grid = src.view(h, w, n, 2).permute(2, 0, 1, 3) * _to_normalized(h, w, x.device)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.to(x.dtype)
+
+
 def augment_batch(
     x: torch.Tensor, aug: AugmentSpec, kind: str, generator: torch.Generator
 ) -> torch.Tensor:
-    """Augment a batch: crop, flips, rotation, translation (images), shift (sequences), noise."""
+    """Augment a batch: crop, flips, rotation, translation (images), shift (sequences), noise.
+
+    Images take one (N, 7) uniform draw and one resampling (`_geometric`).
+    """
     if kind == "image":
-        h, w = x.shape[-2:]
-        if aug.crop_padding > 0:
-            p = aug.crop_padding
-            x = random_shift(x, (p, p), generator)
-        if aug.hflip:
-            x = flip(x, -1, FLIP_P, generator)
-        if aug.vflip:
-            x = flip(x, -2, FLIP_P, generator)
-        if aug.rotate > 0:
-            degrees = (_rand(x.shape[0], generator, x.device) * 2 - 1) * aug.rotate
-            x = rotate(x, degrees)
-        if aug.translate > 0:
-            x = random_shift(x, (round(aug.translate * h), round(aug.translate * w)), generator)
+        x = _geometric(x, aug, generator)
     elif kind == "sequence" and aug.translate > 0:
         x = random_shift(x, (round(aug.translate * x.shape[-1]),), generator)
     if aug.noise_std > 0:

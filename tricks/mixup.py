@@ -12,14 +12,21 @@
   area actually kept, since the box is clipped at the border.
 
 Randomness: torch has no generator-driven Beta sampler (torch.distributions
-draws from the global RNG), so each batch draws one 63-bit seed from the torch
-`generator` and samples λ, the coin flips and the box with a numpy Generator
-seeded by it. The permutation is drawn with the torch generator itself. The same
-generator state therefore always gives the same batch, and the global RNG is
-never touched. λ stays on the host (one float per batch); tensors stay on x.device.
+draws from the global RNG), so the host-side draws (the method, the `prob`
+coin, λ and the CutMix box) come from a numpy Generator seeded with one 63-bit
+seed drawn from the torch `generator`. Reading that seed is a host sync, so the
+training loop does it once per epoch: `plan_mixing` draws every batch's host
+values for the epoch in one go, and `apply_mix` mixes a batch from its entry
+with no host sync (λ is a Python float; the partner permutation is one
+`randperm` on the generator's device). `mix_batch` is the one-batch form of
+the same two steps. The same generator state therefore always gives the same
+batches, and the global RNG is never touched.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,10 +48,15 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
 
 
+def draw_seed(generator: torch.Generator) -> int:
+    """A 63-bit seed drawn from (and advancing) the torch generator."""
+    seed = torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device)
+    return int(seed.item())  # note: a host sync (on CUDA); the loop makes it once per epoch
+
+
 def host_rng(generator: torch.Generator) -> np.random.Generator:
     """A numpy Generator seeded from (and advancing) the torch generator."""
-    seed = torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device)
-    return np.random.default_rng(int(seed.item()))  # note: one host sync per batch
+    return np.random.default_rng(draw_seed(generator))
 
 
 def sample_lambda(alpha: float, rng: np.random.Generator) -> float:
@@ -60,7 +72,8 @@ def mixup(
     x: torch.Tensor, target: torch.Tensor, lam: float, perm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x̃ = λx + (1−λ)x[perm], ỹ = λy + (1−λ)y[perm]."""
-    return lam * x + (1 - lam) * x[perm], lam * target + (1 - lam) * target[perm]
+    # lerp(a, b, λ) = a + λ(b − a): one fused op instead of two scalings and a sum
+    return torch.lerp(x[perm], x, lam), torch.lerp(target[perm], target, lam)
 
 
 def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -83,9 +96,70 @@ def cutmix(
     y0, y1, x0, x1 = box
     h, w = x.shape[-2:]
     out = x.clone()
-    out[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    out[..., y0:y1, x0:x1] = x[perm, ..., y0:y1, x0:x1]
     lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
-    return out, lam * target + (1 - lam) * target[perm], lam
+    return out, torch.lerp(target[perm], target, lam), lam
+
+
+@dataclass(frozen=True)
+class Mix:
+    """One batch's host-side draws: the method, λ and (CutMix) the box."""
+
+    method: str  # "mixup" | "cutmix"
+    lam: float
+    box: tuple[int, int, int, int] | None = None
+
+
+def _methods(reg: RegularizationSpec, kind: str) -> list[tuple[str, Any]]:
+    methods: list[tuple[str, Any]] = []
+    if reg.mixup is not None:
+        methods.append(("mixup", reg.mixup))
+    if reg.cutmix is not None and kind == "image":
+        methods.append(("cutmix", reg.cutmix))
+    return methods
+
+
+def plan_mixing(
+    reg: RegularizationSpec,
+    kind: str,
+    image_hw: tuple[int, int] | None,
+    n_batches: int,
+    rng: np.random.Generator,
+) -> list[Mix | None]:
+    """The host draws of `n_batches` batches, in order; None for a batch left unmixed.
+
+    With both enabled each batch picks one with probability ½; the chosen one is
+    then applied with its own `prob`. Per batch the draws come in the same order
+    (method, coin, λ, box), so a one-batch plan is what `mix_batch` uses.
+    """
+    methods = _methods(reg, kind)
+    plan: list[Mix | None] = []
+    for _ in range(n_batches if methods else 0):
+        name, cfg = methods[int(rng.integers(len(methods)))] if len(methods) > 1 else methods[0]
+        if cfg.prob < 1.0 and rng.random() >= cfg.prob:
+            plan.append(None)
+            continue
+        lam = sample_lambda(cfg.alpha, rng)
+        if name == "mixup":
+            plan.append(Mix("mixup", lam))
+        else:
+            assert image_hw is not None
+            plan.append(Mix("cutmix", lam, cutmix_box(image_hw[0], image_hw[1], lam, rng)))
+    return plan
+
+
+def apply_mix(
+    x: torch.Tensor, target: torch.Tensor, mix: Mix | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mix a batch as `mix` says, with a partner permutation drawn now; no host sync."""
+    if mix is None or x.shape[0] < 2:
+        return x, target
+    perm = _permutation(x.shape[0], generator, x.device)
+    if mix.method == "mixup":
+        return mixup(x, target, mix.lam, perm)
+    assert mix.box is not None
+    x, target, _ = cutmix(x, target, mix.box, perm)
+    return x, target
 
 
 def mix_batch(
@@ -97,24 +171,11 @@ def mix_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply mixup or CutMix (images only) to a batch of inputs and soft targets.
 
-    With both enabled each batch picks one with probability ½; the chosen one is
-    then applied with its own `prob`. Unmixed batches come back unchanged.
+    One host sync (the seed); the training loop plans a whole epoch instead.
+    Unmixed batches come back unchanged.
     """
-    methods = []
-    if reg.mixup is not None:
-        methods.append(("mixup", reg.mixup))
-    if reg.cutmix is not None and kind == "image":
-        methods.append(("cutmix", reg.cutmix))
-    if not methods or x.shape[0] < 2:
+    if not _methods(reg, kind) or x.shape[0] < 2:
         return x, target
-    rng = host_rng(generator)
-    name, cfg = methods[int(rng.integers(len(methods)))] if len(methods) > 1 else methods[0]
-    if cfg.prob < 1.0 and rng.random() >= cfg.prob:
-        return x, target
-    lam = sample_lambda(cfg.alpha, rng)
-    perm = _permutation(x.shape[0], generator, x.device)
-    if name == "mixup":
-        return mixup(x, target, lam, perm)
-    box = cutmix_box(x.shape[-2], x.shape[-1], lam, rng)
-    x, target, _ = cutmix(x, target, box, perm)
-    return x, target
+    hw = (x.shape[-2], x.shape[-1]) if kind == "image" else None
+    (mix,) = plan_mixing(reg, kind, hw, 1, host_rng(generator))
+    return apply_mix(x, target, mix, generator)

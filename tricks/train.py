@@ -18,7 +18,7 @@ and including t; per-epoch metrics sit at the epoch's last update. Epochs are
 0-based everywhere (callbacks, `best`, progress).
 
 Exact resume: a checkpoint holds the model, optimizer, scaler, every RNG state,
-the epoch's permutation and the next batch index, the history and the
+the epoch's permutation, the seed of its mixing plan and the next batch index, the history and the
 early-stopping state. Checkpoints are only written at log points, where nothing
 is pending on the device, so a resumed run on the CPU reproduces the
 uninterrupted one bit for bit.
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +42,7 @@ from tricks.augment import augment_batch
 from tricks.callbacks import Callbacks
 from tricks.data import Dataset
 from tricks.evaluate import evaluate
-from tricks.mixup import mix_batch, smooth_targets
+from tricks.mixup import apply_mix, draw_seed, plan_mixing, smooth_targets
 from tricks.models import build_model
 from tricks.regularization import build_optimizer, penalty
 from tricks.schedules import lr_curve
@@ -149,6 +150,7 @@ def train(
     # ---- loop state (all of it goes into a checkpoint)
     epoch, batch, step = 0, 0, 0  # next epoch, next batch in it, updates completed
     perm: torch.Tensor | None = None
+    mix_seed: int | None = None  # seeds the epoch's mixup/CutMix plan (tricks.mixup)
     ep_loss, ep_correct = 0.0, 0  # sums over the epoch's log intervals, on the host
     history: dict[str, dict[str, list]] = {}
     metrics: dict[str, float] = {}
@@ -168,6 +170,7 @@ def train(
         ckpt.set_rng_state(s["rng"], gen)
         epoch, batch, step = s["epoch"], s["batch"], s["step"]
         perm = s["perm"].to(dev) if s["perm"] is not None else None
+        mix_seed = s.get("mix_seed")
         ep_loss, ep_correct = s["ep_loss"], s["ep_correct"]
         history, metrics, best, early = s["history"], s["metrics"], s["best"], s["early"]
         stop_reason, elapsed_before = s["stop_reason"], s["elapsed_s"]
@@ -185,6 +188,7 @@ def train(
             "batch": batch,
             "step": step,
             "perm": perm.cpu() if perm is not None else None,
+            "mix_seed": mix_seed,
             "ep_loss": ep_loss,
             "ep_correct": ep_correct,
             "history": history,
@@ -255,6 +259,11 @@ def train(
         while epoch < epochs:
             if perm is None:
                 perm = torch.randperm(n_train, generator=gen, device=dev)
+            if mixing:  # the epoch's λs, coins and boxes: one host sync per epoch, not per step
+                if mix_seed is None:
+                    mix_seed = draw_seed(gen)
+                hw = tuple(X.shape[-2:]) if kind == "image" else None
+                plan = plan_mixing(reg, kind, hw, spe, np.random.default_rng(mix_seed))
             Yp = Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
             model.train()
             while batch < spe:
@@ -267,7 +276,7 @@ def train(
                 if reg.augment is not None:
                     x = augment_batch(x, reg.augment, kind, gen)
                 if mixing:
-                    x, target = mix_batch(x, smooth[y], reg, kind, gen)
+                    x, target = apply_mix(x, smooth[y], plan[batch], gen)
                     torch.argmax(target, dim=1, out=labels[row])  # the majority label
                 if amp is None:
                     logits = model(x)
@@ -362,6 +371,7 @@ def train(
                 return result("failed", _diverged(t, lrs[t]))
             finished_epoch = epoch
             epoch, batch, perm, ep_loss, ep_correct = epoch + 1, 0, None, 0.0, 0
+            mix_seed = None
             if es is not None and early["bad_epochs"] >= es.patience:
                 stop_reason = "early_stopping"
             last = epoch == epochs or stop_reason is not None
