@@ -125,14 +125,16 @@ def _arange(n: int, device: torch.device) -> torch.Tensor:
 def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
     """Crop, flips, rotation and translation of images as one resampling of the batch.
 
-    Each is a map from output pixel to source pixel, so their composition (in
-    the order crop → hflip → vflip → rotate → translate) is one affine map per
-    sample and the batch is sampled once. Without rotation every map is an
-    integer shift or a reversal, done as one gather: values are exactly the
-    input's or 0. With rotation: one bilinear grid_sample, zeros outside.
-    A single sampling also means translate brings in image content where the
-    rotation moved it out of frame, instead of the zeros a chain of
-    resamplings would leave (the same holds for crop followed by translate).
+    Each is a map from output pixel to source pixel, applied in the order
+    crop → hflip → vflip → rotate → translate. Without rotation every map is an
+    integer shift or a reversal and their composition is done as one gather:
+    values are exactly the input's or 0. With rotation, crop and flips are that
+    gather (so the rotation cannot bring back what the crop cut away: the same
+    as the chain of single ops) and rotation plus translation are one bilinear
+    grid_sample, zeros outside. Fusing also means translate brings in content
+    where the rotation (or crop) moved it just out of frame, instead of the
+    zeros a chain of separate resamplings would leave: a border effect of at
+    most `translate` pixels.
     """
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     pc = aug.crop_padding
@@ -147,9 +149,11 @@ def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) ->
     tx = _int_shift(u[:, _MOVE_X], mx) if mx else None
     fy = u[:, _VFLIP] < FLIP_P if aug.vflip else None
     fx = u[:, _HFLIP] < FLIP_P if aug.hflip else None
-    if aug.rotate > 0:
-        return _affine(x, u[:, _ANGLE].mul(2).sub_(1).mul_(aug.rotate), sx, sy, fx, fy, tx, ty)
-    return _gather(x, sx, sy, fx, fy, tx, ty)
+    if aug.rotate <= 0:
+        return _gather(x, sx, sy, fx, fy, tx, ty)
+    if pc or aug.hflip or aug.vflip:  # exact, and what is cropped away stays away
+        x = _gather(x, sx, sy, fx, fy, None, None)
+    return _affine(x, u[:, _ANGLE].mul(2).sub_(1).mul_(aug.rotate), None, None, None, None, tx, ty)
 
 
 def _rand_cols(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

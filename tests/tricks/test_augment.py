@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tricks.augment import add_noise, augment_batch, flip, random_shift, rotate
+from tricks.augment import _shift_axis, add_noise, augment_batch, flip, random_shift, rotate
 from tricks.spec import AugmentSpec
 
 ALL_IMAGE = AugmentSpec(
@@ -123,3 +123,33 @@ def test_generator_state_only_no_global_rng() -> None:
     torch.manual_seed(11)
     augment_batch(x, ALL_IMAGE, "image", gen(0))
     assert torch.equal(torch.rand(2), expected)
+
+
+def _chain(x: torch.Tensor, aug: AugmentSpec, seed: int) -> torch.Tensor:
+    """The oracle: crop → hflip → vflip → rotate as separate ops, from the same (N, 7) draw."""
+    u = torch.rand(len(x), 7, generator=gen(seed))
+    p = aug.crop_padding
+    sy, sx = ((u[:, i] * (2 * p + 1)).floor() - p for i in (0, 1))
+    out = _shift_axis(_shift_axis(x, -2, sy.long()), -1, sx.long())
+    if aug.hflip:
+        out = torch.where((u[:, 2] < 0.5).view(-1, 1, 1, 1), out.flip(-1), out)
+    if aug.vflip:
+        out = torch.where((u[:, 3] < 0.5).view(-1, 1, 1, 1), out.flip(-2), out)
+    if aug.rotate > 0:
+        out = rotate(out, (u[:, 4] * 2 - 1) * aug.rotate)
+    return out
+
+
+def test_fused_crop_and_flips_equal_the_chain_exactly() -> None:
+    x = images(n=64, h=6, w=10)
+    aug = AugmentSpec(crop_padding=2, hflip=True, vflip=True)
+    assert torch.equal(augment_batch(x, aug, "image", gen(3)), _chain(x, aug, 3))
+
+
+def test_fused_rotation_equals_the_chain_of_single_resamplings() -> None:
+    # crop and flips before a rotation compose exactly (zero fill = sampling outside)
+    x = images(n=64, h=6, w=10)
+    aug = AugmentSpec(crop_padding=2, hflip=True, vflip=True, rotate=30)
+    torch.testing.assert_close(
+        augment_batch(x, aug, "image", gen(5)), _chain(x, aug, 5), atol=1e-5, rtol=1e-5
+    )
