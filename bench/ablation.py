@@ -1,6 +1,6 @@
 """Run a sweep file locally through tricks (no service) and print its results table.
 
-    python bench/ablation.py examples/ablation_digits.yaml [--json out.json]
+    python bench/ablation.py examples/sweeps/ablation_digits.yaml [--json out.json]
 
 The same code as the service: tricklab.sweep_spec expands the variants (each
 validated with tricks.spec.JobSpec), tricks.train trains every (variant, seed),

@@ -91,7 +91,7 @@ def add_sweep_commands(add) -> None:
     s = add(
         "sweep", cmd_sweep, "start a sweep or ablation (.json/.yaml: base + grid|ablation, seeds)"
     )
-    s.add_argument("file", help="sweep file, e.g. examples/ablation_digits.yaml")
+    s.add_argument("file", help="sweep file, e.g. examples/sweeps/ablation_digits.yaml")
     s.add_argument("--watch", action="store_true", help="follow it and print the table at the end")
     s.add_argument("--max-concurrent", type=int, help="override max_concurrent")
     s = add("sweep-report", cmd_sweep_report, "the results table of a sweep")

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_lib
+from support import ROOT, Proc, free_port, service_env, start_api, wait_for
 
-from tests.conftest import ROOT, Proc, free_port, service_env, start_api, wait_for
 from tricklab.store import Store, connect
 
 __all__ = ["ROOT", "EXAMPLE", "assert_error", "locs"]

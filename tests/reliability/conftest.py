@@ -4,7 +4,6 @@ that recovery takes seconds. Nothing here is shared with the `service` fixture."
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import signal
 import subprocess
@@ -19,17 +18,8 @@ import redis as redis_lib
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-_spec = importlib.util.spec_from_file_location(
-    "_tricklab_root_conftest", Path(__file__).parents[1] / "conftest.py"
-)
-root = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = root  # dataclasses look their module up
-_spec.loader.exec_module(root)  # type: ignore[union-attr]
-free_port, wait_for, service_env = root.free_port, root.wait_for, root.service_env
-Proc, start_worker, start_api = root.Proc, root.start_worker, root.start_api
-
-LEASE_TTL_S = 3.0
-MAX_RESTARTS = 2
+from rel_helpers import LEASE_TTL_S, MAX_RESTARTS  # noqa: E402
+from support import Proc, free_port, service_env, start_api, start_worker, wait_for  # noqa: E402
 
 
 @dataclass

@@ -10,6 +10,10 @@ from typing import Any
 import httpx
 import redis
 
+# Short leases so that recovery takes seconds (the reliability cluster's env uses them).
+LEASE_TTL_S = 3.0
+MAX_RESTARTS = 2
+
 
 def spec(epochs: int = 30, **training: Any) -> dict[str, Any]:
     """Digits, a small MLP: ~0.2 s per epoch of 90 steps on one core; no dropout/mixup RNG

@@ -14,7 +14,7 @@ def test_out_of_memory_fails_with_type_oom_once(rel, reference):
     """A real allocation failure: the worker runs under an address-space limit
     (setrlimit via ulimit -v) that a 8192-wide layer cannot fit in."""
     limit_kb = reference["peak_kb"] + 150 * 1024
-    from conftest import Proc
+    from support import Proc
 
     argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", "cpu",
             "-c", "1", "-n", "oom@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]  # fmt: skip

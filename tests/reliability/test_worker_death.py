@@ -8,8 +8,9 @@ import time
 
 import pytest
 from celery import Celery
-from conftest import LEASE_TTL_S, MAX_RESTARTS
 from rel_helpers import (
+    LEASE_TTL_S,
+    MAX_RESTARTS,
     assert_attempts_never_overlap,
     assert_curves_continuous,
     at_epoch,

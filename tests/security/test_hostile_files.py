@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ROOT
 
-from tests.conftest import ROOT
 from tests.security.conftest import MAX_UPLOAD, assert_error
 
 pytestmark = pytest.mark.service

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from support import wait_for
 
-from tests.conftest import wait_for
 from tricks.schedules import lr_at
 from tricks.spec import JobSpec
 
