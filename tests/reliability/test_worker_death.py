@@ -66,13 +66,16 @@ def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
 
 def test_whole_worker_sigkill_lease_reaper_requeues_and_another_worker_resumes(rel, reference):
     r = rel.redis.client()
-    w1 = rel.add_worker()
+    # Both workers up before the job exists: starting one (torch import) can take
+    # longer than this whole job, so none may start between submit and kill.
+    workers = [rel.add_worker(), rel.add_worker()]
+    for w in workers:
+        rel.wait_ready(w)
     with rel.client() as c:
         jid = submit(c, spec())
         at_epoch(c, jid, 2)
-        w2 = rel.add_worker()  # idle, ready to take over
-        rel.wait_ready(w2)
-        at_epoch(c, jid, 3)
+        holder_name = r.hget(f"tl:job:{jid}", "worker").split("@")[0]
+        (w1,) = [w for w in workers if w.name == holder_name]  # type: ignore[attr-defined]
         w1.signal(signal.SIGKILL)  # host loss: parent and child at once, nothing acked
         t0 = time.monotonic()
         w1.proc.wait(10)
