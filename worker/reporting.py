@@ -1,8 +1,10 @@
 """The worker's training callbacks: progress, metrics and series to Redis.
 
-One MULTI/EXEC round trip per log point: the metric series points (SeriesWriter
-appends), an "epoch" event at epoch ends, and the fenced heartbeat that renews the
-job's lease and stores progress, latest metrics and best. The heartbeat's answer
+One MULTI/EXEC round trip carries the metric series points (SeriesWriter appends),
+the events, and the fenced heartbeat that renews the job's lease and stores progress,
+latest metrics and best. Log points that come faster than `min_interval_s` (0.25 s)
+are buffered in order and go out together with the next write: every point is still
+written, but a fast run does not wait on Redis hundreds of times a second. The heartbeat's answer
 is the control channel back into the loop: 2 means the user cancelled, -1 means
 another attempt owns the job (this one must stop without writing its outcome).
 
@@ -11,9 +13,9 @@ see tricklab.series.read_series): every point of one step goes into Redis in one
 MULTI/EXEC, and writes come in increasing step order. The training loop calls
 on_log for an epoch's last update *before* it evaluates and calls on_epoch_end
 with the val_* points of the same step, so the series points of that log point
-are held back and written in the epoch's transaction (the heartbeat is not held).
-A held point also rides along with the next write of any kind, and LeaseKeeper's
-exit writes it if the run ends in between (divergence, an exception in eval).
+are held back and written in the epoch's transaction. Buffered points are written
+in step order, and LeaseKeeper's exit writes whatever is still buffered when the
+run ends (divergence, an exception in eval).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +78,7 @@ class Reporter(Callbacks):
         *,
         lease_s: float,
         preempt_requested: Callable[[], bool] = lambda: False,
+        min_interval_s: float = 0.25,
     ) -> None:
         self.store = store
         self.raw = raw_redis  # bytes client: the series writer packs binary records
@@ -91,14 +95,18 @@ class Reporter(Callbacks):
         self.fenced = False
         self.cancelled = False
         self.steps_per_epoch: int | None = None
-        # series points of an epoch's last log point, waiting for that epoch's metrics
-        self.held: tuple[int, dict[str, Any]] | None = None
+        # Points and events not yet in Redis, in step order. An epoch's last log point
+        # always waits here for that epoch's metrics (the series write rule above).
+        self.pending: list[tuple[int, dict[str, Any]]] = []
+        self.pending_events: list[tuple[str, dict]] = []
+        self.min_interval_s = min_interval_s
+        self.last_write = 0.0
 
     # ------------------------------------------------------------ callbacks
     def on_start(self, info: dict[str, Any]) -> None:
         spe = info.get("steps_per_epoch")
         self.steps_per_epoch = int(spe) if isinstance(spe, int | float) and spe > 0 else None
-        self._flush(None, {}, None, event=("start", jsonable(info)))
+        self._flush(None, {}, None, event=("start", jsonable(info)), force=True)
 
     def on_log(self, step: int, metrics: dict[str, float], progress: dict[str, Any]) -> None:
         self.latest.update(jsonable(metrics))
@@ -107,11 +115,11 @@ class Reporter(Callbacks):
         ends_epoch = self.steps_per_epoch is not None and (step + 1) % self.steps_per_epoch == 0
         if ends_epoch and loss is not None and math.isfinite(loss):
             # on_epoch_end(step=step) follows with val_*: write these points with them.
-            # (A non-finite loss ends the run here, so that point is written at once.)
-            self._flush(step, {}, self.progress)  # heartbeat (and any older held point) now
-            self.held = (step, dict(metrics))
+            self.pending.append((step, dict(metrics)))
             return
-        self._flush(step, metrics, self.progress)
+        # A non-finite loss ends the run here, so that point is written at once.
+        finite = loss is None or math.isfinite(loss)
+        self._flush(step, metrics, self.progress, force=not finite)
 
     def on_epoch_end(
         self, epoch: int, step: int, metrics: dict[str, float], progress: dict[str, Any]
@@ -148,10 +156,10 @@ class Reporter(Callbacks):
         return self.stop
 
     # ------------------------------------------------------------- plumbing
-    def flush_held(self) -> None:
-        """Write a held-back log point now (the run ended before its epoch's metrics)."""
-        if self.held is not None and not self.fenced:
-            self._flush(self.held[0], {}, self.progress)
+    def flush_pending(self) -> None:
+        """Write whatever is still buffered (the run has ended)."""
+        if (self.pending or self.pending_events) and not self.fenced:
+            self._flush(None, {}, self.progress, force=True)
 
     def _flush(
         self,
@@ -159,10 +167,20 @@ class Reporter(Callbacks):
         metrics: dict[str, Any],
         progress: dict[str, Any] | None,
         event: tuple[str, dict] | None = None,
+        force: bool = False,
     ) -> None:
-        held, self.held = self.held, None
+        if step is not None:
+            self.pending.append((step, metrics))
+        if event is not None:
+            self.pending_events.append(event)
+        now = time.monotonic()
+        if not force and now - self.last_write < self.min_interval_s:
+            return
+        self.last_write = now
+        points, self.pending = self.pending, []
+        events, self.pending_events = self.pending_events, []
         try:
-            answer = self._write(step, metrics, progress, event, held)
+            answer = self._write(points, progress, events)
         except redis.RedisError as e:
             # A Redis blip must not fail the training run: the lease keeper keeps
             # retrying, the next log point writes again, and the finishing attempt
@@ -175,30 +193,30 @@ class Reporter(Callbacks):
 
     def _write(
         self,
-        step: int | None,
-        metrics: dict[str, Any],
+        points: list[tuple[int, dict[str, Any]]],
         progress: dict[str, Any] | None,
-        event: tuple[str, dict] | None,
-        held: tuple[int, dict[str, Any]] | None = None,
+        events: list[tuple[str, dict]],
     ) -> Any:
         # MULTI/EXEC: a reader's snapshot (read_series) sees all of a step's points or none
         with self.raw.pipeline(transaction=True) as pipe:
-            points: list[tuple[int, dict[str, Any]]] = [held] if held is not None else []
-            if step is not None:
-                points.append((step, metrics))
-            for at, values in points:  # held (an earlier or the same step) first
+            by_name: dict[str, tuple[list[int], list[float]]] = {}
+            for at, values in points:  # in step order
                 for name, value in values.items():
                     v = _number(value)
                     if v is not None:
-                        self.series.add(pipe, name, [at], [v])
-            if event is not None:
-                self.store.emit(self.job_id, event[0], event[1], pipe=pipe)
+                        steps, vals = by_name.setdefault(name, ([], []))
+                        steps.append(at)
+                        vals.append(v)
+            for name, (steps, vals) in by_name.items():
+                self.series.add(pipe, name, steps, vals)
+            for kind, data in events:
+                self.store.emit(self.job_id, kind, data, pipe=pipe)
             self.store.heartbeat(
                 self.job_id,
                 self.attempt,
                 lease_s=self.lease_s,
                 progress=progress,
-                metrics=self.latest if step is not None else None,
+                metrics=self.latest if points else None,
                 best=self.best,
                 pipe=pipe,
             )
@@ -237,9 +255,9 @@ class LeaseKeeper:
         self._done.set()
         self._thread.join(5)
         try:
-            self.reporter.flush_held()  # the run ended between a held point and its epoch end
+            self.reporter.flush_pending()  # the run has ended: write what is still buffered
         except Exception:  # noqa: BLE001 - a lost point must not fail the finish path
-            log.warning("job %s: writing a held log point failed", self.reporter.job_id)
+            log.warning("job %s: writing buffered log points failed", self.reporter.job_id)
 
     def _run(self) -> None:
         while not self._done.wait(self.interval_s):
