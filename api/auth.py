@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
@@ -154,7 +155,7 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, None, CHALLENGE)
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -162,6 +163,13 @@ def get_principal(
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
+    if creds is None:  # no I/O: answer on the event loop, no thread hop
+        return _resolve_principal(request, creds)
+    # a key: its lookup and rate bucket are (blocking) Redis calls
+    return await run_in_threadpool(_resolve_principal, request, creds)
+
+
+def _resolve_principal(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
     settings: Settings = request.app.state.settings
     raw_header = request.headers.get("authorization")
     if creds is None:
@@ -208,11 +216,11 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz"})
 
 
-def require_caller(request: Request) -> None:
+async def require_caller(request: Request) -> None:
     """App-wide: every API route but OPEN_PATHS checks the caller, even one without TenantDep."""
     if request.url.path in OPEN_PATHS:
         return
-    get_principal(request, _credentials(request))
+    await get_principal(request, _credentials(request))
 
 
 def _credentials(request: Request) -> HTTPAuthorizationCredentials | None:

@@ -1,10 +1,14 @@
-"""Dependencies as Annotated aliases; routes take what they need by type."""
+"""Dependencies as Annotated aliases; routes take what they need by type.
+
+All are `async def`: FastAPI runs a sync dependency in the thread pool, one hop each.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import redis
+import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Request
 
@@ -13,29 +17,34 @@ from tricklab.settings import Settings
 from tricklab.store import Store
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_redis(request: Request) -> redis.Redis:
+async def get_redis(request: Request) -> redis.Redis:
     """Text client (decode_responses=True), the one the Store uses."""
     return request.app.state.redis
 
 
-def get_series_redis(request: Request) -> redis.Redis:
+async def get_series_redis(request: Request) -> redis.Redis:
     """Bytes client: tricklab.series reads packed binary values."""
     return request.app.state.redis_bytes
 
 
-def get_celery(request: Request) -> Celery:
+async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def get_tenant(principal: PrincipalDep) -> str:
+async def get_async_redis(request: Request) -> aioredis.Redis:
+    """Async text client for hot read paths that should not take a thread-pool hop."""
+    return request.app.state.aredis
+
+
+async def get_tenant(principal: PrincipalDep) -> str:
     """The caller's tenant, from its API key (api/auth.py); "default" when auth is off."""
     return principal.tenant
 
@@ -46,3 +55,4 @@ RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 SeriesRedisDep = Annotated[redis.Redis, Depends(get_series_redis)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 
 from api import auth, errors
@@ -50,6 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
     app.state.redis_bytes = _bytes_client(settings.redis_url)
+    app.state.aredis = aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+    )
     app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
     app.state.celery = make_celery(settings)
     auth.install(app, settings)

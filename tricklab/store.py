@@ -320,6 +320,13 @@ class Store:
             raise JobNotFound(job_id)
         return self.decode(h)
 
+    async def aget_job(self, ar: Any, job_id: str, tenant: str | None = None) -> dict[str, Any]:
+        """get_job over a redis.asyncio client (decode_responses=True), for async routes."""
+        h = await ar.hgetall(self.job_key(job_id))
+        if not h or (tenant is not None and h.get("tenant") != tenant):
+            raise JobNotFound(job_id)
+        return self.decode(h)
+
     def get_jobs(self, ids: list[str]) -> list[dict[str, Any]]:
         with self.r.pipeline(transaction=False) as pipe:
             for i in ids:

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from api import quotas
 from api.auth import PrincipalDep
 from api.celery_client import enqueue_training
-from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
+from api.deps import AsyncRedisDep, CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
 from api.idempotency import Idempotency
@@ -137,7 +137,11 @@ def create_job(
             body,
             tenant=tenant,
             queue=queue,
-            extra={"plan": plan, "dataset_meta": meta.model_dump(mode="json"), "spec_hash": job_hash(spec)},
+            extra={
+                "plan": plan,
+                "dataset_meta": meta.model_dump(mode="json"),
+                "spec_hash": job_hash(spec),
+            },
         )
     except BaseException:
         if idem is not None:
@@ -172,9 +176,15 @@ def read_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
-def read_job(job_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+async def read_job(
+    job_id: str, store: StoreDep, aredis: AsyncRedisDep, tenant: TenantDep
+) -> dict[str, Any]:
     """Read one job: status, progress, latest metrics, best epoch."""
-    return job_public(load_job(store, job_id, tenant))
+    # async: the most polled route, so no thread-pool hop for its one HGETALL
+    try:
+        return job_public(await store.aget_job(aredis, job_id, tenant))
+    except JobNotFound:
+        raise not_found("job", job_id) from None
 
 
 @router.post(
