@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from api.uploads import DatasetRepo
@@ -85,6 +86,22 @@ def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
     return queues
 
 
+# Live queues change when a worker starts or dies (seconds), not per request: cache them
+# briefly so POST /jobs does not read every worker's record each time.
+QUEUES_CACHE_S = 2.0
+_queues_cache: dict[str, tuple[float, set[str]]] = {}
+
+
+def cached_worker_queues(store: Store, ttl_s: float) -> set[str]:
+    now = time.monotonic()
+    hit = _queues_cache.get(store.p)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    queues = live_worker_queues(store, ttl_s)
+    _queues_cache[store.p] = (now + QUEUES_CACHE_S, queues)
+    return queues
+
+
 def choose_queue(spec: JobSpec, store: Store, ttl_s: float) -> str:
     """cuda → gpu, cpu → cpu, auto → gpu when a live worker consumes the gpu queue."""
     device = spec.training.device
@@ -92,4 +109,4 @@ def choose_queue(spec: JobSpec, store: Store, ttl_s: float) -> str:
         return "gpu"
     if device == "cpu":
         return "cpu"
-    return "gpu" if "gpu" in live_worker_queues(store, ttl_s) else "cpu"
+    return "gpu" if "gpu" in cached_worker_queues(store, ttl_s) else "cpu"

@@ -23,9 +23,7 @@ def quota_error(
 
 def check_active_jobs(store: Store, tenant: str, limits: Limits) -> None:
     """429 when the tenant already has max_active_jobs queued or running."""
-    active = store.count_jobs(tenant=tenant, status="queued") + store.count_jobs(
-        tenant=tenant, status="running"
-    )
+    active = store.count_active(tenant)
     if active >= limits.max_active_jobs:
         raise quota_error(
             429,

@@ -353,6 +353,13 @@ class Store:
     def count_jobs(self, *, tenant: str = "default", status: str | None = None) -> int:
         return int(self.r.zcard(self.index_key(tenant, status)))
 
+    def count_active(self, tenant: str) -> int:
+        """Queued + running jobs of a tenant, in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.index_key(tenant, "queued"))
+            pipe.zcard(self.index_key(tenant, "running"))
+            return sum(int(n) for n in pipe.execute())
+
     # --------------------------------------------------------- worker writes
     def claim(
         self, job_id: str, worker: str, *, lease_s: float, max_attempts: int
