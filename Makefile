@@ -7,7 +7,7 @@ TORCH   ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: up test test-fast lint fmt bench clean install
+.PHONY: up test test-fast lint fmt bench clean install browser
 
 install: $(STAMP)
 
@@ -23,8 +23,21 @@ up: $(STAMP)
 	@if [ -x $(BIN)/tricklab ] && $(BIN)/python -c "import tricklab.cli" 2>/dev/null; \
 	  then exec $(BIN)/tricklab up; else exec $(BIN)/python -m tricklab.up; fi
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The dashboard test drives a real headless Chromium (Debian's chromium + chromium-driver).
+# Installed here when missing and we may (root with apt-get); otherwise that test skips
+# and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium + chromium-driver for the dashboard test"; \
+	    apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1; } || \
+	    echo "note: could not install chromium; the dashboard browser test will skip"; \
+	  else echo "note: no chromium on PATH; the dashboard browser test will skip"; fi; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
@@ -39,8 +52,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	$(BIN)/python bench/preview.py
+	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/curves.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/api_load.py
 
 clean:
 	rm -rf var/artifacts .pytest_cache .ruff_cache .mypy_cache
