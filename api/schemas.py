@@ -8,11 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tricks.spec import (
     MAX_EPOCHS,
-    MultiStepDecay,
     ScheduleSpec,
     SpecError,
-    StepDecay,
     Strict,
+    check_schedule,
 )
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -168,40 +167,13 @@ class PreviewRequest(Strict):
                 ("steps_per_epoch",),
                 f"epochs × steps_per_epoch = {total} steps, above the {MAX_PREVIEW_STEPS} preview limit",
             )
-        w, d = self.schedule.warmup, self.schedule.decay
-        if w is not None and w.epochs is not None and w.epochs >= epochs:
-            raise SpecError(
-                ("schedule", "warmup", "epochs"),
-                f"schedule.warmup ({w.epochs:g} epochs) is as long as or longer than training "
-                f"({epochs} epochs): shorten the warm-up or train longer",
-            )
-        if w is not None and w.steps is not None and w.steps >= total:
-            raise SpecError(
-                ("schedule", "warmup", "steps"),
-                f"warm-up ({w.steps} steps) is as long as or longer than training ({total} steps): "
-                f"shorten it or train longer",
-            )
-        if w is not None and w.start_lr > lr0:
-            raise SpecError(
-                ("schedule", "warmup", "start_lr"),
-                f"schedule.warmup.start_lr ({w.start_lr:g}) is above lr ({lr0:g}): warm-up must rise",
-            )
-        if isinstance(d, MultiStepDecay) and d.milestones[-1] >= epochs:
-            raise SpecError(
-                ("schedule", "decay", "milestones"),
-                f"schedule.decay.milestones has {d.milestones[-1]}, past the last epoch ({epochs - 1})",
-            )
-        if isinstance(d, StepDecay) and d.step_epochs >= epochs:
-            raise SpecError(
-                ("schedule", "decay", "step_epochs"),
-                f"schedule.decay.step_epochs ({d.step_epochs}) ≥ epochs ({epochs}): the lr would never decay",
-            )
-        min_lr = getattr(d, "min_lr", None)
-        if min_lr is not None and min_lr > lr0:
-            raise SpecError(
-                ("schedule", "decay", "min_lr"),
-                f"schedule.decay.min_lr ({min_lr:g}) is above lr ({lr0:g}): set min_lr below lr",
-            )
+        check_schedule(
+            self.schedule,
+            lr0=lr0,
+            epochs=epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            lr_name="lr",
+        )
         return self
 
 

@@ -544,39 +544,7 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> JobSpec:
-        epochs = self.training.epochs
-        lr0 = self.optimizer.lr
-        sched = self.schedule
-        w = sched.warmup
-        if w is not None and w.epochs is not None and w.epochs >= epochs:
-            raise SpecError(
-                ("schedule", "warmup", "epochs"),
-                f"schedule.warmup ({w.epochs:g} epochs) is as long as or longer than training "
-                f"({epochs} epochs): shorten the warm-up or train longer",
-            )
-        if w is not None and w.start_lr > lr0:
-            raise SpecError(
-                ("schedule", "warmup", "start_lr"),
-                f"schedule.warmup.start_lr ({w.start_lr:g}) is above optimizer.lr ({lr0:g}): warm-up must rise",
-            )
-        d = sched.decay
-        if isinstance(d, MultiStepDecay) and d.milestones[-1] >= epochs:
-            raise SpecError(
-                ("schedule", "decay", "milestones"),
-                f"schedule.decay.milestones has {d.milestones[-1]}, past the last epoch ({epochs - 1}): "
-                f"milestones must be below training.epochs",
-            )
-        if isinstance(d, StepDecay) and d.step_epochs >= epochs:
-            raise SpecError(
-                ("schedule", "decay", "step_epochs"),
-                f"schedule.decay.step_epochs ({d.step_epochs}) ≥ training.epochs ({epochs}): the lr would never decay",
-            )
-        min_lr = _decay_min_lr(d)
-        if min_lr is not None and min_lr > lr0:
-            raise SpecError(
-                ("schedule", "decay", "min_lr"),
-                f"schedule.decay.min_lr ({min_lr:g}) is above optimizer.lr ({lr0:g}): set min_lr below lr",
-            )
+        check_schedule(self.schedule, lr0=self.optimizer.lr, epochs=self.training.epochs)
         if self.task == "lr_range_test" and self.lr_range is None:
             self.lr_range = LRRangeSpec()
         if self.task == "train" and self.lr_range is not None:
@@ -585,6 +553,58 @@ class JobSpec(Strict):
                 "lr_range is only for task 'lr_range_test'; set task or remove lr_range",
             )
         return self
+
+
+def check_schedule(
+    schedule: ScheduleSpec,
+    *,
+    lr0: float,
+    epochs: int,
+    steps_per_epoch: int | None = None,
+    lr_name: str = "optimizer.lr",
+) -> None:
+    """Raise SpecError (loc under "schedule") when the schedule does not fit the run.
+
+    Shared by JobSpec, the dataset checks (which know steps_per_epoch) and POST
+    /schedules/preview (whose lr field is plain `lr`).
+    """
+    w, d = schedule.warmup, schedule.decay
+    total = None if steps_per_epoch is None else steps_per_epoch * epochs
+    if w is not None and w.epochs is not None and w.epochs >= epochs:
+        raise SpecError(
+            ("schedule", "warmup", "epochs"),
+            f"schedule.warmup ({w.epochs:g} epochs) is as long as or longer than training "
+            f"({epochs} epochs): shorten the warm-up or train longer",
+        )
+    if w is not None and w.steps is not None and total is not None and w.steps >= total:
+        raise SpecError(
+            ("schedule", "warmup", "steps"),
+            f"warm-up ({w.steps} steps) is as long as or longer than training ({total} steps = "
+            f"{epochs} epochs × {steps_per_epoch} batches): shorten it or train longer",
+        )
+    if w is not None and w.start_lr > lr0:
+        raise SpecError(
+            ("schedule", "warmup", "start_lr"),
+            f"schedule.warmup.start_lr ({w.start_lr:g}) is above {lr_name} ({lr0:g}): warm-up must rise",
+        )
+    if isinstance(d, MultiStepDecay) and d.milestones[-1] >= epochs:
+        raise SpecError(
+            ("schedule", "decay", "milestones"),
+            f"schedule.decay.milestones has {d.milestones[-1]}, past the last epoch ({epochs - 1}): "
+            f"milestones must be below the number of epochs ({epochs})",
+        )
+    if isinstance(d, StepDecay) and d.step_epochs >= epochs:
+        raise SpecError(
+            ("schedule", "decay", "step_epochs"),
+            f"schedule.decay.step_epochs ({d.step_epochs}) ≥ the number of epochs ({epochs}): "
+            f"the lr would never decay",
+        )
+    min_lr = _decay_min_lr(d)
+    if min_lr is not None and min_lr > lr0:
+        raise SpecError(
+            ("schedule", "decay", "min_lr"),
+            f"schedule.decay.min_lr ({min_lr:g}) is above {lr_name} ({lr0:g}): set min_lr below it",
+        )
 
 
 # ------------------------------------------------------- checks that need the data
@@ -649,14 +669,9 @@ def check_against_dataset(spec: JobSpec, meta: DatasetMeta) -> None:
             f"batch_size ({spec.training.batch_size}) is larger than the training split ({n_train} samples)",
         )
     spe = steps_per_epoch(n_train, spec.training.batch_size)
-    total = spe * spec.training.epochs
-    w = spec.schedule.warmup
-    if w is not None and w.steps is not None and w.steps >= total:
-        raise SpecError(
-            ("schedule", "warmup", "steps"),
-            f"warm-up ({w.steps} steps) is as long as or longer than training ({total} steps = "
-            f"{spec.training.epochs} epochs × {spe} batches): shorten it or train longer",
-        )
+    check_schedule(
+        spec.schedule, lr0=spec.optimizer.lr, epochs=spec.training.epochs, steps_per_epoch=spe
+    )
 
 
 def dataset_meta_after_split(meta: DatasetMeta, val_fraction: float) -> DatasetMeta:
