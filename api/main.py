@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import redis
-import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 
 from api import auth, errors
@@ -11,7 +9,7 @@ from api.celery_client import make_celery
 from api.limits import BodyLimit
 from api.routes import curves, dashboard, datasets, events, health, jobs, schedules
 from tricklab.settings import Settings, get_settings
-from tricklab.store import Store, connect
+from tricklab.store import Store, connect, connect_async
 
 TAGS = [
     {"name": "jobs", "description": "Create training jobs, follow them, fetch their results."},
@@ -21,18 +19,6 @@ TAGS = [
     {"name": "health", "description": "Liveness and readiness."},
     {"name": "sweeps", "description": "Grids and ablations over seeds, with a results table."},
 ]
-
-
-def _bytes_client(url: str) -> redis.Redis:
-    # Same timeouts as tricklab.store.connect, but raw bytes for tricklab.series.
-    return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-        retry_on_timeout=False,
-    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,14 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
-    app.state.redis_bytes = _bytes_client(settings.redis_url)
-    app.state.aredis = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-    )
+    app.state.redis_bytes = connect(settings.redis_url, decode=False)  # tricklab.series
+    app.state.aredis = connect_async(settings.redis_url)
     app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
     app.state.celery = make_celery(settings)
     auth.install(app, settings)

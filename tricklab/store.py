@@ -19,7 +19,6 @@ or duplicate worker can neither overwrite a newer attempt nor resurrect a finish
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -200,16 +199,26 @@ def iso(ts: str | float | None) -> str | None:
     return datetime.fromtimestamp(float(ts), tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def connect(url: str) -> redis.Redis:
-    # Short timeouts so that a Redis outage becomes a clear 503 instead of a hang.
+# Short timeouts so that a Redis outage becomes a clear 503 instead of a hang.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "health_check_interval": 10,
+}
+
+
+def connect(url: str, *, decode: bool = True) -> redis.Redis:
+    """A sync client: text (for Store) or bytes (decode=False, for tricklab.series)."""
     return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-        retry_on_timeout=False,
+        url, decode_responses=decode, retry_on_timeout=False, **CLIENT_OPTIONS
     )
+
+
+def connect_async(url: str) -> Any:
+    """A redis.asyncio text client, for async API routes."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, decode_responses=True, **CLIENT_OPTIONS)
 
 
 class Store:
@@ -509,21 +518,18 @@ class Store:
     def worker_gone(self, name: str) -> None:
         self.r.zrem(f"{self.p}:workers", name)
 
-    def running_jobs(self, tenant: str | None = None) -> list[str]:
-        """Ids of running jobs over all tenants (for the reaper) or one tenant."""
+    def jobs_in(self, status: str, tenant: str | None = None) -> list[str]:
+        """Ids of the jobs in one status, of one tenant or (a SCAN, for the reaper and
+        the reconciler) of all tenants."""
         if tenant is not None:
-            return list(self.r.zrange(self.index_key(tenant, "running"), 0, -1))
+            return list(self.r.zrange(self.index_key(tenant, status), 0, -1))
         ids: list[str] = []
-        for key in self.r.scan_iter(match=f"{self.p}:t:*:jobs:running", count=500):
+        for key in self.r.scan_iter(match=f"{self.p}:t:*:jobs:{status}", count=500):
             ids.extend(self.r.zrange(key, 0, -1))
         return ids
+
+    def running_jobs(self, tenant: str | None = None) -> list[str]:
+        return self.jobs_in("running", tenant)
 
     def queued_jobs(self) -> list[str]:
-        ids: list[str] = []
-        for key in self.r.scan_iter(match=f"{self.p}:t:*:jobs:queued", count=500):
-            ids.extend(self.r.zrange(key, 0, -1))
-        return ids
-
-
-def hostname_worker(suffix: str = "") -> str:
-    return f"{os.uname().nodename}:{os.getpid()}{suffix}"
+        return self.jobs_in("queued")
