@@ -223,3 +223,49 @@ class Service:
                 0.1,
                 what=f"job {job_id} to reach {statuses}",
             )
+
+
+@dataclass
+class ApiProc:
+    """An API process under uvicorn on its own Redis database, without a worker."""
+
+    url: str
+    redis_url: str
+    artifact_dir: Path
+    env: dict[str, str]
+    proc: Proc
+
+
+def launch_api(redis_port: int, tmp_path_factory, db: int, name: str, **extra: str) -> ApiProc:
+    """Flush Redis database `db`, start uvicorn api.main:app on it, wait for /healthz."""
+    import redis
+
+    art = tmp_path_factory.mktemp(f"{name}-artifacts")
+    logs = Path(os.environ.get("TRICKLAB_TEST_LOGS", tmp_path_factory.mktemp(f"{name}-logs")))
+    logs.mkdir(parents=True, exist_ok=True)
+    redis_url = f"redis://127.0.0.1:{redis_port}/{db}"
+    redis.Redis.from_url(redis_url).flushdb()
+    env = service_env(redis_url, art, **extra)
+    port = free_port()
+    proc = start_api(env, logs / f"{name}.log", port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60, what="API")
+    except TimeoutError:
+        print("API log:\n", proc.tail())
+        raise
+    return ApiProc(url, redis_url, art, env, proc)
+
+
+def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:
+    """The one error shape of DESIGN.md; returns the error object."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert set(err) == {"code", "message", "details"}, err
+    assert isinstance(err["message"], str) and err["message"]
+    if code is not None:
+        assert err["code"] == code, err
+    return err

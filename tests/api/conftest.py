@@ -7,7 +7,6 @@ Celery messages apart from the `service` fixture's worker on database 0.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_lib
-from support import ROOT, Proc, free_port, service_env, start_api, wait_for
+from support import ROOT, Proc, launch_api
 
 from tricklab.store import Store, connect
 
-__all__ = ["ROOT", "EXAMPLE", "assert_error", "locs"]
+__all__ = ["ROOT", "EXAMPLE", "locs"]
 
 EXAMPLE = {"data": {"dataset": "digits"}, "training": {"epochs": 3, "batch_size": 64}}
 
@@ -53,49 +52,25 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(redis_server, tmp_path_factory) -> Iterator[Api]:
-    art = tmp_path_factory.mktemp("api-artifacts")
-    logs = Path(os.environ.get("TRICKLAB_TEST_LOGS", tmp_path_factory.mktemp("api-logs")))
-    logs.mkdir(parents=True, exist_ok=True)
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/1"
     max_upload = 256 * 1024
-    env = service_env(
-        redis_url,
-        art,
+    p = launch_api(
+        redis_server.port,
+        tmp_path_factory,
+        1,
+        "api-only",
         TRICKLAB_MAX_UPLOAD_BYTES=str(max_upload),
         TRICKLAB_MAX_BODY_BYTES=str(64 * 1024),
     )
-    port = free_port()
-    proc = start_api(env, logs / "api-only.log", port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60, what="API")
-    except TimeoutError:
-        print("API log:\n", proc.tail())
-        raise
-    r = connect(redis_url)
-    r.flushdb()
-    yield Api(url, redis_url, art, proc, Store(r, "tl"), max_upload)
-    proc.stop()
+    yield Api(
+        p.url, p.redis_url, p.artifact_dir, p.proc, Store(connect(p.redis_url), "tl"), max_upload
+    )
+    p.proc.stop()
 
 
 @pytest.fixture
 def client(api: Api) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
-
-
-def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:
-    """The one error shape; returns the error object."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"code", "message", "details"}, err
-    assert isinstance(err["message"], str) and err["message"]
-    if code is not None:
-        assert err["code"] == code, err
-    return err
 
 
 def locs(err: dict) -> list[list]:

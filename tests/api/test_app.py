@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import httpx
-from support import free_port, service_env, start_api, wait_for
+from support import assert_error, free_port, service_env, start_api, wait_for
 
-from tests.api.conftest import EXAMPLE, ROOT, assert_error
+from tests.api.conftest import EXAMPLE, ROOT
 
 
 def test_unknown_route_and_method_use_the_error_shape(client):

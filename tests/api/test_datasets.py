@@ -6,8 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from support import assert_error
 
-from tests.api.conftest import assert_error, locs
+from tests.api.conftest import locs
 
 
 def npz(**arrays) -> bytes:

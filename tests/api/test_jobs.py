@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from support import assert_error
 
-from tests.api.conftest import EXAMPLE, assert_error, locs
+from tests.api.conftest import EXAMPLE, locs
 
 
 def test_create_job_answers_201_with_location_and_writes_the_record(api, client):

@@ -8,8 +8,9 @@ import time
 
 import httpx
 import pytest
+from support import assert_error
 
-from tests.api.conftest import assert_error, locs
+from tests.api.conftest import locs
 from tricklab.series import SeriesWriter
 from tricks.schedules import lr_curve
 from tricks.spec import JobSpec

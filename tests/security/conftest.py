@@ -8,7 +8,6 @@ No worker: jobs stay queued, which is all these tests need.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_lib
-from support import ROOT, Proc, free_port, service_env, start_api, wait_for
+from support import ROOT, Proc, launch_api
 
 from tricklab.store import connect
 
@@ -56,21 +55,8 @@ class Api:
 
 
 def launch(redis_server, tmp_path_factory, db: int, name: str, **extra: str) -> Api:
-    art = tmp_path_factory.mktemp(f"{name}-artifacts")
-    logs = Path(os.environ.get("TRICKLAB_TEST_LOGS", tmp_path_factory.mktemp(f"{name}-logs")))
-    logs.mkdir(parents=True, exist_ok=True)
-    redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
-    connect(redis_url).flushdb()
-    env = service_env(redis_url, art, **extra)
-    port = free_port()
-    proc = start_api(env, logs / f"{name}.log", port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60, what="API")
-    except TimeoutError:
-        print("API log:\n", proc.tail())
-        raise
-    return Api(url, redis_url, art, env, proc)
+    p = launch_api(redis_server.port, tmp_path_factory, db, name, **extra)
+    return Api(p.url, p.redis_url, p.artifact_dir, p.env, p.proc)
 
 
 @pytest.fixture(scope="session")
@@ -100,17 +86,3 @@ def open_api(redis_server, tmp_path_factory) -> Iterator[Api]:
     )
     yield api
     api.proc.stop()
-
-
-def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:
-    """The one error shape; returns the error object."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json"), resp.headers
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"code", "message", "details"}, err
-    assert isinstance(err["message"], str) and err["message"]
-    if code is not None:
-        assert err["code"] == code, err
-    return err

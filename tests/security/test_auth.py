@@ -6,8 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from support import assert_error
 
-from tests.security.conftest import SPEC, assert_error
+from tests.security.conftest import SPEC
 
 pytestmark = pytest.mark.service
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import ROOT
+from support import ROOT, assert_error
 
-from tests.security.conftest import MAX_UPLOAD, assert_error
+from tests.security.conftest import MAX_UPLOAD
 
 pytestmark = pytest.mark.service
 
