@@ -47,6 +47,7 @@ def wait_for(pred, timeout: float = 30.0, interval: float = 0.05, what: str = "c
 class RedisServer:
     port: int
     dir: Path
+    fsync: str = "everysec"  # the reliability tests use "always", as `make up` does
     proc: subprocess.Popen | None = None
 
     @property
@@ -68,7 +69,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "everysec",
+                self.fsync,
                 "--save",
                 "",
                 "--maxmemory-policy",
@@ -80,6 +81,11 @@ class RedisServer:
         import redis
 
         wait_for(lambda: redis.Redis(port=self.port).ping(), 10, what="redis-server")
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, decode_responses=True)
 
     def kill(self) -> None:
         """SIGKILL, as in a crash."""

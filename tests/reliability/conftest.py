@@ -4,9 +4,7 @@ that recovery takes seconds. Nothing here is shared with the `service` fixture."
 
 from __future__ import annotations
 
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,48 +12,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis as redis_lib
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from rel_helpers import LEASE_TTL_S, MAX_RESTARTS  # noqa: E402
-from support import Proc, free_port, service_env, start_api, start_worker, wait_for  # noqa: E402
-
-
-@dataclass
-class Redis:
-    port: int
-    dir: Path
-    fsync: str = "always"
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        assert exe, "redis-server must be on PATH"
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
-             "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(lambda: redis_lib.Redis(port=self.port).ping(), 20, what="redis-server")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def client(self) -> redis_lib.Redis:
-        return redis_lib.Redis(port=self.port, decode_responses=True)
+from support import (  # noqa: E402
+    Proc,
+    RedisServer,
+    free_port,
+    service_env,
+    start_api,
+    start_worker,
+    wait_for,
+)
 
 
 @dataclass
 class Cluster:
-    redis: Redis
+    redis: RedisServer
     api: Proc
     api_url: str
     env: dict[str, str]
@@ -95,7 +69,7 @@ class Cluster:
 
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    rs = Redis(free_port(), tmp_path_factory.mktemp("rel-redis"))
+    rs = RedisServer(free_port(), tmp_path_factory.mktemp("rel-redis"), fsync="always")
     rs.start()
     art = tmp_path_factory.mktemp("rel-artifacts")
     logs = tmp_path_factory.mktemp("rel-logs")
