@@ -184,6 +184,14 @@ return st
 )
 
 
+def _decode_events(res: Any) -> list[tuple[str, str, dict]]:
+    out = []
+    for _stream, entries in res or []:
+        for eid, fields in entries:
+            out.append((eid, fields["type"], json.loads(fields["data"])))
+    return out
+
+
 class JobNotFound(KeyError):
     pass
 
@@ -497,11 +505,22 @@ class Store:
     ) -> list[tuple[str, str, dict]]:
         """Events after last_id as (event_id, type, data)."""
         res = self.r.xread({self.events_key(job_id): last_id}, count=count, block=block_ms)
-        out = []
-        for _stream, entries in res or []:
-            for eid, fields in entries:
-                out.append((eid, fields["type"], json.loads(fields["data"])))
-        return out
+        return _decode_events(res)
+
+    async def aread_events(
+        self,
+        ar: Any,
+        job_id: str,
+        last_id: str = "0-0",
+        block_ms: int | None = None,
+        count: int = 500,
+    ) -> list[tuple[str, str, dict]]:
+        """read_events over a redis.asyncio client: a blocking read holds no thread."""
+        res = await ar.xread({self.events_key(job_id): last_id}, count=count, block=block_ms)
+        return _decode_events(res)
+
+    async def ais_terminal(self, ar: Any, job_id: str) -> bool:
+        return await ar.hget(self.job_key(job_id), "status") in TERMINAL
 
     # ----------------------------------------------------------------- workers
     def worker_heartbeat(self, name: str, info: dict | None = None) -> None:

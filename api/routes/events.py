@@ -8,16 +8,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
 import redis
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import StoreDep, TenantDep
-from api.errors import REDIS_DOWN, invalid
-from api.routes.jobs import ERRORS, load_job
-from tricklab.store import TERMINAL, Store
+from api.deps import AsyncRedisDep, StoreDep, TenantDep
+from api.errors import REDIS_DOWN, invalid, not_found
+from api.routes.jobs import ERRORS
+from tricklab.store import TERMINAL, JobNotFound, Store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -32,19 +30,18 @@ def sse(event_id: str | None, kind: str, data: Any) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _is_terminal(store: Store, job_id: str) -> bool:
-    return store.r.hget(store.job_key(job_id), "status") in TERMINAL
-
-
-async def _events(store: Store, job_id: str, last: str, request: Request) -> AsyncIterator[str]:
+async def _events(
+    store: Store, ar: Any, job_id: str, last: str, request: Request
+) -> AsyncIterator[str]:
+    # redis.asyncio: a viewer waiting on XREAD BLOCK holds a connection, not a thread
     yield "retry: 2000\n\n"
     sent_at = time.monotonic()
     while True:
         try:
-            evs = await anyio.to_thread.run_sync(store.read_events, job_id, last, BLOCK_MS)
-            if not evs and await anyio.to_thread.run_sync(_is_terminal, store, job_id):
+            evs = await store.aread_events(ar, job_id, last, BLOCK_MS)
+            if not evs and await store.ais_terminal(ar, job_id):
                 # Terminal, but an event may have landed since the read: drain, then stop.
-                evs = await anyio.to_thread.run_sync(store.read_events, job_id, last, None)
+                evs = await store.aread_events(ar, job_id, last, None)
                 if not evs:
                     return
         except (redis.ConnectionError, redis.TimeoutError):
@@ -76,6 +73,7 @@ async def stream_job_events(
     job_id: str,
     request: Request,
     store: StoreDep,
+    aredis: AsyncRedisDep,
     tenant: TenantDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[
@@ -88,13 +86,16 @@ async def stream_job_events(
         raise invalid(
             ["header", "Last-Event-ID"], f"'{start[:40]}' is not an event id like 1700000000000-0"
         )
-    await run_in_threadpool(load_job, store, job_id, tenant)
-    pending = await run_in_threadpool(store.read_events, job_id, start, None, 1)
-    if not pending and await run_in_threadpool(_is_terminal, store, job_id):
+    try:
+        await store.aget_job(aredis, job_id, tenant)
+    except JobNotFound:
+        raise not_found("job", job_id) from None
+    pending = await store.aread_events(aredis, job_id, start, None, 1)
+    if not pending and await store.ais_terminal(aredis, job_id):
         # 204 tells an EventSource not to reconnect: there is nothing more to say.
         return Response(status_code=204)
     return StreamingResponse(
-        _events(store, job_id, start, request),
+        _events(store, aredis, job_id, start, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
