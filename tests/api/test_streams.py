@@ -165,3 +165,35 @@ def test_events_stream_ends_when_a_queued_job_is_cancelled(api, client):
     with client.stream("GET", f"/jobs/{job['id']}/events", timeout=20) as resp:
         events = read_sse(resp)
     assert [e["data"]["status"] for e in events] == ["queued", "cancelled"]
+
+
+def test_many_open_event_streams_do_not_starve_other_requests(api, client):
+    """Each viewer of a job page holds an SSE stream open. Sixty of them (more than the
+    40 threads of the API's pool) must not stop sync routes such as GET /jobs."""
+    job = api.create_job(client)  # stays queued: no worker, so every stream stays open
+    opened = threading.Barrier(61)
+    stop = threading.Event()
+
+    def viewer() -> None:
+        with httpx.Client(base_url=api.url, timeout=30) as c:
+            with c.stream("GET", f"/jobs/{job['id']}/events") as r:
+                assert r.status_code == 200
+                lines = r.iter_lines()
+                next(lines)  # "retry: ..." — the stream is open server-side
+                opened.wait(30)
+                stop.wait(30)
+
+    threads = [threading.Thread(target=viewer, daemon=True) for _ in range(60)]
+    for t in threads:
+        t.start()
+    try:
+        opened.wait(30)
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert client.get("/jobs", params={"limit": 5}).status_code == 200  # a sync route
+            assert client.get(f"/jobs/{job['id']}/curves").status_code == 200
+        assert time.monotonic() - t0 < 5, "requests waited behind open event streams"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
