@@ -162,6 +162,53 @@ def apply_mix(
     return x, target
 
 
+def plan_lambdas(plan: list[Mix | None], device: torch.device) -> torch.Tensor:
+    """The plan's λs as one tensor on `device` (1.0 where a batch is not mixed), made once per epoch."""
+    return torch.tensor([1.0 if m is None else m.lam for m in plan], device=device)
+
+
+def mix_batches(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    mixes: list[Mix | None],
+    lams: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`apply_mix` for len(mixes) consecutive equal batches of x at once, as few ops as one batch.
+
+    For mixup (and unmixed batches), every batch's partner permutation comes from
+    one draw (the argsort of uniforms: a uniform random permutation per row), and
+    one index_select and one lerp per tensor mix them all with their own λ
+    (`lams`, from `plan_lambdas`; λ = 1 gives the batch back exactly, since lerp
+    returns `end` when the weight is 1). Chunks with a CutMix batch go batch by batch.
+    """
+    c = len(mixes)
+    bs = x.shape[0] // c
+    if all(m is None for m in mixes) or bs < 2:
+        return x, target
+    if any(m is not None and m.method != "mixup" for m in mixes):
+        xs, ts = [], []
+        for i, m in enumerate(mixes):
+            xi, ti = apply_mix(
+                x[i * bs : (i + 1) * bs], target[i * bs : (i + 1) * bs], m, generator
+            )
+            xs.append(xi)
+            ts.append(ti)
+        return torch.cat(xs), torch.cat(ts)
+    u = torch.rand(c, bs, generator=generator, device=generator.device)
+    offsets = torch.arange(0, c * bs, bs, device=generator.device).unsqueeze(1)
+    src = (u.argsort(dim=1) + offsets).view(-1).to(x.device)
+    # batch b's λ broadcast over its rows: x seen as (c, bs, ...), λ as (c, 1, ...)
+    return _lerp_batches(x, src, lams, c), _lerp_batches(target, src, lams, c)
+
+
+def _lerp_batches(t: torch.Tensor, src: torch.Tensor, lams: torch.Tensor, c: int) -> torch.Tensor:
+    """λ_b·t + (1−λ_b)·t[src] for each of the c batches of t."""
+    grouped = (c, t.shape[0] // c, *t.shape[1:])
+    w = lams.to(t.dtype).view(c, *([1] * (t.ndim)))
+    return torch.lerp(t.index_select(0, src).view(grouped), t.view(grouped), w).view_as(t)
+
+
 def mix_batch(
     x: torch.Tensor,
     target: torch.Tensor,

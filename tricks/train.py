@@ -3,7 +3,10 @@
 One step, always in this order (nanoGPT / airbench style):
     set lr → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
 The data lives on the device and batches are slices of a seeded `torch.randperm`
-(the last partial batch is dropped). The lr comes from `tricks.schedules`,
+(the last partial batch is dropped). Batches are gathered, augmented and mixed a
+chunk at a time (the batches up to the next log point, at most CHUNK_ELEMS
+numbers): the same per-sample draws and ops, with the fixed cost of each op paid
+once per chunk instead of once per step; a step then takes its slice. The lr comes from `tricks.schedules`,
 computed once for every step. Nothing in a step talks to the host: the loss sum
 and the predictions stay on the device and are read once per log point.
 
@@ -42,7 +45,7 @@ from tricks.augment import augment_batch
 from tricks.callbacks import Callbacks
 from tricks.data import Dataset
 from tricks.evaluate import evaluate
-from tricks.mixup import apply_mix, draw_seed, plan_mixing, smooth_targets
+from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
 from tricks.models import build_model
 from tricks.regularization import build_optimizer, penalty
 from tricks.schedules import lr_curve
@@ -50,6 +53,7 @@ from tricks.spec import JobSpec, steps_per_epoch
 
 EVAL_BATCH = 1024
 LOGIT_BUFFER = 1 << 22  # keep a log interval's logits when they are at most 4M numbers
+CHUNK_ELEMS = 1 << 16  # inputs gathered (augmented, mixed) at once: batches of at most 64k numbers
 
 
 @dataclass
@@ -136,6 +140,10 @@ def train(
     eps, l1, l2, clip = reg.label_smoothing, reg.l1, reg.l2, tr.grad_clip
     penalize = bool(l1 or l2)
     log_every = tr.log_every
+    # batches are gathered, augmented and mixed a chunk at a time (up to the next log point):
+    # the per-op cost is paid once per chunk, not per step
+    chunk_batches = max(1, CHUNK_ELEMS // (bs * math.prod(X.shape[1:])))
+    soft = mixing or bool(eps)  # the loss takes soft targets (rows of `smooth`, mixed)
 
     # ---- model, optimizer and every source of randomness
     torch.manual_seed(tr.seed)  # model init; dropout then draws from the global RNG
@@ -254,6 +262,10 @@ def train(
     kept: list[torch.Tensor] = []
     labels = torch.empty(rows, bs, dtype=torch.long, device=dev) if mixing else None
     row = 0  # steps since the last log point (entries of `kept`, rows of `labels`)
+    # the current chunk: its inputs (and soft targets), its length and the next batch in it.
+    # A chunk never crosses a log point, so a checkpoint (always at a log point) starts one.
+    xc, tc, n_chunk, r = X, None, 0, 0
+    groups = opt.param_groups
 
     try:
         while epoch < epochs:
@@ -264,20 +276,33 @@ def train(
                     mix_seed = draw_seed(gen)
                 hw = tuple(X.shape[-2:]) if kind == "image" else None
                 plan = plan_mixing(reg, kind, hw, spe, np.random.default_rng(mix_seed))
+                lams = plan_lambdas(plan, dev)
             Yp = Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
             model.train()
             while batch < spe:
                 # -------- one optimizer update, index `step`; no host sync in here
+                if r == n_chunk:  # the next chunk: its batches up to the next log point at most
+                    n_chunk = min(chunk_batches, log_every - step % log_every, spe - batch)
+                    lo, hi, r = batch * bs, (batch + n_chunk) * bs, 0
+                    xc = X[perm[lo:hi]]
+                    if reg.augment is not None:
+                        xc = augment_batch(xc, reg.augment, kind, gen)
+                    if mixing:
+                        xc, tc = mix_batches(
+                            xc,
+                            smooth[Yp[lo:hi]],
+                            plan[batch : batch + n_chunk],
+                            lams[batch : batch + n_chunk],
+                            gen,
+                        )
+                        # the majority label of each mixed target: what train_acc counts
+                        torch.argmax(tc.view(n_chunk, bs, K), 2, out=labels[row : row + n_chunk])
+                    elif eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
+                        tc = smooth[Yp[lo:hi]]
                 lr = lrs[step]
-                for g in opt.param_groups:
+                for g in groups:
                     g["lr"] = lr
-                idx = perm[batch * bs : (batch + 1) * bs]
-                x, y = X[idx], Yp[batch * bs : (batch + 1) * bs]
-                if reg.augment is not None:
-                    x = augment_batch(x, reg.augment, kind, gen)
-                if mixing:
-                    x, target = apply_mix(x, smooth[y], plan[batch], gen)
-                    torch.argmax(target, dim=1, out=labels[row])  # the majority label
+                x = xc[r * bs : (r + 1) * bs]
                 if amp is None:
                     logits = model(x)
                 else:
@@ -285,12 +310,10 @@ def train(
                         logits = model(x)
                 if cast:  # autocast: the loss in fp32
                     logits = logits.float()
-                if mixing:  # soft targets: mean of −Σ target·log_softmax(logits)
-                    loss = F.cross_entropy(logits, target)
-                elif eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
-                    loss = F.cross_entropy(logits, smooth[y])
+                if soft:  # soft targets: mean of −Σ target·log_softmax(logits)
+                    loss = F.cross_entropy(logits, tc[r * bs : (r + 1) * bs])
                 else:
-                    loss = F.cross_entropy(logits, y)
+                    loss = F.cross_entropy(logits, Yp[batch * bs : (batch + 1) * bs])
                 if penalize and scaler is not None:
                     scaler.scale(loss + penalty(model, l1, l2)).backward()
                 elif scaler is not None:
@@ -312,6 +335,7 @@ def train(
                 loss_sum += loss.detach()
                 kept.append(logits.detach() if keep_logits else logits.detach().argmax(dim=1))
                 row += 1
+                r += 1
                 batch += 1
                 step += 1
                 if step % log_every and batch < spe:

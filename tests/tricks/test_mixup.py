@@ -177,3 +177,38 @@ def test_both_enabled_picks_each_sometimes() -> None:
         # CutMix copies pixels exactly, so most pixels equal the input; mixup changes them all.
         kinds.add("cutmix" if (xm == x).float().mean() > 0.3 else "mixup")
     assert kinds == {"cutmix", "mixup"}
+
+
+def test_mix_batches_mixes_each_batch_within_itself_with_its_own_lambda() -> None:
+    """Hand oracle: sample i is class i (one-hot) and has the value i; batch b mixed with λ_b
+    must give row i = λ_b on class i plus 1−λ_b on one partner from the same batch, and
+    x̃_i = λ_b·i + (1−λ_b)·partner; λ = 1 (an unmixed batch) gives the batch back exactly."""
+    from tricks.mixup import Mix, mix_batches
+
+    c, bs = 3, 8
+    n = c * bs
+    x = torch.arange(n, dtype=torch.float32).view(n, 1)
+    t = torch.eye(n)
+    mixes = [Mix("mixup", 0.7), None, Mix("mixup", 0.25)]
+    lams = torch.tensor([0.7, 1.0, 0.25])
+    xm, tm = mix_batches(x, t, mixes, lams, gen(5))
+    assert torch.equal(xm[bs : 2 * bs], x[bs : 2 * bs]) and torch.equal(
+        tm[bs : 2 * bs], t[bs : 2 * bs]
+    )
+    partners = []
+    for b, lam in ((0, 0.7), (2, 0.25)):
+        for i in range(b * bs, (b + 1) * bs):
+            row = tm[i]
+            others = [j for j in range(n) if j != i and row[j] > 0]
+            if not others:  # its own partner
+                assert row[i].item() == pytest.approx(1.0)
+                j = i
+            else:
+                (j,) = others
+                assert row[i].item() == pytest.approx(lam) and row[j].item() == pytest.approx(
+                    1 - lam
+                )
+            assert b * bs <= j < (b + 1) * bs
+            assert xm[i, 0].item() == pytest.approx(lam * i + (1 - lam) * j)
+            partners.append(j)
+    assert sorted(partners) == [*range(bs), *range(2 * bs, 3 * bs)]  # a permutation per batch
