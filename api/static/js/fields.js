@@ -45,7 +45,7 @@ export const SECTIONS = [
       { key: "resnet.width", path: "model.width", type: "int", label: "Width", def: 32, min: 4, max: 512, when: isArch("resnet"), help: "Channels of the first stage; each stage doubles it." },
       { key: "resnet.blocks", path: "model.blocks", type: "intlist", label: "Blocks", def: [1, 1], when: isArch("resnet"), help: "Residual blocks per stage; later stages downsample by 2." },
       { key: "resnet.zero_init_residual", path: "model.zero_init_residual", type: "bool", label: "Zero-init residual", def: true, when: isArch("resnet"), help: "Last BN gamma of each block at 0: every block starts as the identity." },
-      { key: "model.batch_norm", path: "model.batch_norm", type: "bool", label: "Batch norm", def: false, when: isArch("mlp"), help: "BatchNorm after each hidden linear layer." },
+      { key: "model.batch_norm", path: "model.batch_norm", type: "bool", label: "Batch norm", def: true, when: isArch("mlp"), help: "BatchNorm after each hidden linear layer (on by default)." },
       { key: "cnn.batch_norm", path: "model.batch_norm", type: "bool", label: "Batch norm", def: true, when: isArch("cnn"), help: "BatchNorm after each convolution." },
     ],
   },
