@@ -133,7 +133,10 @@ class Reporter(Callbacks):
             and (self.best is None or acc > self.best["val_acc"])
         ):
             self.best = {"val_acc": acc, "epoch": epoch}
-        event = {"epoch": epoch, "step": step, "metrics": jsonable(metrics)}
+        # the lr of the epoch's last update rides along: with coalesced writes an epoch
+        # event can reach a viewer before the metrics event of the same flush
+        lr = {"lr": self.latest["lr"]} if self.latest.get("lr") is not None else {}
+        event = {"epoch": epoch, "step": step, "metrics": {**lr, **jsonable(metrics)}}
         # The epoch means of train_* get their own series (as in TrainResult.history):
         # the step-level train_loss/train_acc series already has a point at this step.
         series = {EPOCH_SERIES.get(k, k): v for k, v in metrics.items()}
