@@ -12,7 +12,6 @@ from typing import Any
 from api.auth import Limits
 from api.errors import ApiError
 from api.uploads import DatasetRepo
-from tricklab.store import Store
 
 
 def quota_error(
@@ -21,18 +20,16 @@ def quota_error(
     return ApiError(status, code, message, {"limit": limit, **details})
 
 
-def check_active_jobs(store: Store, tenant: str, limits: Limits) -> None:
-    """429 when the tenant already has max_active_jobs queued or running."""
-    active = store.count_active(tenant)
-    if active >= limits.max_active_jobs:
-        raise quota_error(
-            429,
-            "max_active_jobs",
-            f"you have {active} queued or running jobs, the limit (max_active_jobs) is "
-            f"{limits.max_active_jobs}; wait for one to finish or cancel one",
-            max_active_jobs=limits.max_active_jobs,
-            active=active,
-        )
+def active_jobs_error(active: int, max_active: int) -> ApiError:
+    """429 for a tenant at max_active_jobs (Store.create_job checks it atomically)."""
+    return quota_error(
+        429,
+        "max_active_jobs",
+        f"you have {active} queued or running jobs, the limit (max_active_jobs) is "
+        f"{max_active}; wait for one to finish or cancel one",
+        max_active_jobs=max_active,
+        active=active,
+    )
 
 
 def check_train_samples(epochs: int, n_train: int, limits: Limits) -> None:

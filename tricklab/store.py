@@ -51,6 +51,27 @@ local function status_event(id, status, extra)
 end
 """
 
+# ARGV: P, id, tenant, max_active (0 = no limit), maxlen, event, then field/value pairs
+# -> {1} created; {0, active} when the tenant already has max_active queued + running jobs
+_CREATE = (
+    _LUA_LIB
+    + """
+local id, tenant, max_active = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local base = P .. ':t:' .. tenant .. ':jobs'
+if max_active > 0 then
+  local active = redis.call('ZCARD', base .. ':queued') + redis.call('ZCARD', base .. ':running')
+  if active >= max_active then return {0, active} end
+end
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', jkey(id), unpack(fields))
+redis.call('ZADD', base, 0, id)
+redis.call('ZADD', base .. ':queued', 0, id)
+emit(id, 'status', ARGV[6], ARGV[5])
+return {1}
+"""
+)
+
 # ARGV: P, id, worker, now, lease_until, max_attempts, maxlen
 # -> {attempt} on success; {0, status} when the job is not claimable; {-1} when missing
 _CLAIM = (
@@ -196,6 +217,15 @@ class JobNotFound(KeyError):
     pass
 
 
+class QuotaExceeded(Exception):
+    """create_job refused: the tenant already has `active` >= max_active queued + running jobs."""
+
+    def __init__(self, active: int, max_active: int) -> None:
+        super().__init__(f"{active} active jobs, limit {max_active}")
+        self.active = active
+        self.max_active = max_active
+
+
 def new_id(kind: str = "j") -> str:
     """Time-sortable id: kind + 12 hex digits of unix ms + 8 random hex digits."""
     return f"{kind}{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
@@ -236,6 +266,7 @@ class Store:
         self.r = r
         self.p = prefix
         self.maxlen = events_maxlen
+        self._create = r.register_script(_CREATE)
         self._claim = r.register_script(_CLAIM)
         self._heartbeat = r.register_script(_HEARTBEAT)
         self._finish = r.register_script(_FINISH)
@@ -269,8 +300,12 @@ class Store:
         queue: str = "cpu",
         extra: dict[str, Any] | None = None,
         job_id: str | None = None,
+        max_active: int | None = None,
     ) -> dict[str, Any]:
-        """Write a queued job record (atomically) and return it. The caller enqueues after."""
+        """Write a queued job record (atomically, one round trip) and return it; the caller
+        enqueues after. With max_active, QuotaExceeded when the tenant's queued + running
+        jobs are already at it — checked in the same script, so racing requests cannot
+        both slip under the limit."""
         job_id = job_id or new_id()
         now = f"{time.time():.6f}"
         record: dict[str, str] = {
@@ -297,23 +332,10 @@ class Store:
         for k, v in (extra or {}).items():
             record[k] = json.dumps(v) if k in JSON_FIELDS or not isinstance(v, str) else v
         ev = json.dumps({"id": job_id, "status": "queued", "attempts": 0})
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self.job_key(job_id), mapping=record)
-            pipe.zadd(self.index_key(tenant), {job_id: 0})
-            pipe.zadd(self.index_key(tenant, "queued"), {job_id: 0})
-            pipe.xadd(
-                self.events_key(job_id),
-                {"type": "status", "data": ev},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-            pipe.xadd(
-                self.all_events_key,
-                {"type": "status", "data": ev},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-            pipe.execute()
+        pairs = [x for kv in record.items() for x in kv]
+        res = self._create(args=[self.p, job_id, tenant, max_active or 0, self.maxlen, ev, *pairs])
+        if res[0] == 0:
+            raise QuotaExceeded(int(res[1]), int(max_active or 0))
         return self.decode(record)
 
     # ------------------------------------------------------------------- read
@@ -369,13 +391,6 @@ class Store:
 
     def count_jobs(self, *, tenant: str = "default", status: str | None = None) -> int:
         return int(self.r.zcard(self.index_key(tenant, status)))
-
-    def count_active(self, tenant: str) -> int:
-        """Queued + running jobs of a tenant, in one round trip."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.index_key(tenant, "queued"))
-            pipe.zcard(self.index_key(tenant, "running"))
-            return sum(int(n) for n in pipe.execute())
 
     # --------------------------------------------------------- worker writes
     def claim(

@@ -19,7 +19,7 @@ from api.planning import check_job, choose_queue, make_plan, resolve_dataset
 from api.reuse import ReuseDep, job_hash, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
-from tricklab.store import TERMINAL, JobNotFound, Store
+from tricklab.store import TERMINAL, JobNotFound, QuotaExceeded, Store
 from tricks.spec import JobSpec, SpecError
 
 log = logging.getLogger("tricklab.api")
@@ -131,18 +131,21 @@ def create_job(
             raise invalid(list(e.loc), e.msg) from None
         plan = make_plan(spec, meta)
         quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
-        quotas.check_active_jobs(store, tenant, principal.limits)
         queue = choose_queue(spec, store, settings.worker_ttl_s)
-        rec = store.create_job(
-            body,
-            tenant=tenant,
-            queue=queue,
-            extra={
-                "plan": plan,
-                "dataset_meta": meta.model_dump(mode="json"),
-                "spec_hash": job_hash(spec),
-            },
-        )
+        try:
+            rec = store.create_job(
+                body,
+                tenant=tenant,
+                queue=queue,
+                extra={
+                    "plan": plan,
+                    "dataset_meta": meta.model_dump(mode="json"),
+                    "spec_hash": job_hash(spec),
+                },
+                max_active=principal.limits.max_active_jobs,
+            )
+        except QuotaExceeded as e:
+            raise quotas.active_jobs_error(e.active, e.max_active) from None
     except BaseException:
         if idem is not None:
             idem.release()

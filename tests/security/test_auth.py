@@ -155,6 +155,29 @@ def test_active_jobs_quota_is_429(secure_api):
         assert c.post("/jobs", json=SPEC).status_code == 201
 
 
+def test_active_jobs_quota_holds_under_concurrent_requests(secure_api):
+    """The count and the create are one Redis script: racing requests cannot all slip
+    under the limit (a read-then-write check lets several through)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = secure_api.make_key("racer", "--max-active-jobs", "3")["key"]
+
+    ready = threading.Barrier(12)
+
+    def post(_: int) -> int:
+        with secure_api.client(key) as c:
+            c.get("/healthz")  # connected before the race starts
+            ready.wait(10)
+            return c.post("/jobs", json=SPEC).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(post, range(12)))
+    assert sorted(codes) == [201] * 3 + [429] * 9, codes
+    with secure_api.client(key) as c:
+        assert len(c.get("/jobs", params={"status": "queued"}).json()["data"]) == 3
+
+
 def test_training_samples_quota_names_epochs(secure_api):
     # digits has 1437 training samples at val_fraction 0.2; 10 epochs = 14370 samples
     key = secure_api.make_key("small", "--max-train-samples", "10000")["key"]
