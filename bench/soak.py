@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
 
 
 def main() -> int:
@@ -28,13 +28,13 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    import conftest as cf  # the reliability cluster pieces (Redis with fsync always, API, workers)
     import httpx
+    import support as cf  # test helpers: a private Redis, the API and workers as processes
     from rel_helpers import assert_attempts_never_overlap, assert_curves_continuous, spec
 
     rng = random.Random(a.seed)
     tmp = Path(tempfile.mkdtemp(prefix="tricklab-soak-"))
-    rs = cf.Redis(cf.free_port(), tmp / "redis")
+    rs = cf.RedisServer(cf.free_port(), tmp / "redis", fsync="always")
     rs.dir.mkdir()
     rs.start()
     env = cf.service_env(rs.url, tmp / "art", TRICKLAB_LEASE_TTL_S="3", TRICKLAB_WORKER_TTL_S="3",
