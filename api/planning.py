@@ -67,6 +67,15 @@ def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
     }
 
 
+def plan_job(spec: JobSpec, repo: DatasetRepo, tenant: str) -> tuple[DatasetMeta, dict[str, int]]:
+    """The dataset meta and the plan of a job; SpecError (with its loc) when it does not fit.
+
+    One path for POST /jobs, forks and every sweep variant."""
+    meta = resolve_dataset(spec, repo, tenant)
+    check_job(spec, meta)
+    return meta, make_plan(spec, meta)
+
+
 def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
     """Queues that live workers said they consume (Store.worker_heartbeat info)."""
     names = store.workers_alive(ttl_s)

@@ -136,7 +136,11 @@ class Reporter(Callbacks):
         # the lr of the epoch's last update rides along: with coalesced writes an epoch
         # event can reach a viewer before the metrics event of the same flush
         lr = {"lr": self.latest["lr"]} if self.latest.get("lr") is not None else {}
-        event = {"epoch": epoch, "step": step, "metrics": {**lr, **jsonable(metrics)}}
+        event: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "metrics": {**lr, **jsonable(metrics)},
+        }
         # The epoch means of train_* get their own series (as in TrainResult.history):
         # the step-level train_loss/train_acc series already has a point at this step.
         series = {EPOCH_SERIES.get(k, k): v for k, v in metrics.items()}

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid
-from api.planning import check_job, choose_queue, make_plan, resolve_dataset
+from api.planning import choose_queue, plan_job
 from api.reuse import job_hash
 from api.routes.jobs import ERRORS, job_public, load_job
 from api.schemas import ErrorPublic, JobPublic
@@ -139,11 +139,9 @@ def fork_job(
 
     repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
     try:
-        meta = resolve_dataset(spec, repo, tenant)
-        check_job(spec, meta)
+        meta, plan = plan_job(spec, repo, tenant)
     except SpecError as e:
         raise invalid(list(e.loc), e.msg) from None
-    plan = make_plan(spec, meta)
     if plan["steps_per_epoch"] != (parent.get("plan") or {}).get(
         "steps_per_epoch", plan["steps_per_epoch"]
     ):

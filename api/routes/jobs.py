@@ -15,7 +15,7 @@ from api.deps import AsyncRedisDep, CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
 from api.idempotency import Idempotency
-from api.planning import check_job, choose_queue, make_plan, resolve_dataset
+from api.planning import choose_queue, plan_job
 from api.reuse import ReuseDep, job_hash, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
@@ -125,11 +125,9 @@ def create_job(
     try:
         repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
         try:
-            meta = resolve_dataset(spec, repo, tenant)
-            check_job(spec, meta)
+            meta, plan = plan_job(spec, repo, tenant)
         except SpecError as e:
             raise invalid(list(e.loc), e.msg) from None
-        plan = make_plan(spec, meta)
         quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
         queue = choose_queue(spec, store, settings.worker_ttl_s)
         try:

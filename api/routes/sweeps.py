@@ -12,7 +12,7 @@ from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SeriesRedisDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, not_found
 from api.idempotency import Idempotency, idempotent
-from api.planning import check_job, choose_queue, make_plan, resolve_dataset
+from api.planning import choose_queue, plan_job
 from api.schemas import ErrorPublic
 from api.uploads import DatasetRepo
 from tricklab import sweep_report
@@ -74,8 +74,7 @@ def _children(
                 err = validation_errors(e)[0]
                 raise _variant_error(v, seed, err["loc"], err["msg"]) from None
             try:
-                meta = resolve_dataset(spec, repo, tenant)
-                check_job(spec, meta)
+                meta, plan = plan_job(spec, repo, tenant)
             except SpecError as e:
                 raise _variant_error(v, seed, list(e.loc), e.msg) from None
             dumped = spec.model_dump(mode="json")
@@ -86,7 +85,7 @@ def _children(
                     "spec": dumped,
                     "queue": choose_queue(spec, store, settings.worker_ttl_s),
                     "extra": {
-                        "plan": make_plan(spec, meta),
+                        "plan": plan,
                         "dataset_meta": meta.model_dump(mode="json"),
                         "spec_hash": spec_hash(dumped),
                         "variant": v.name,
