@@ -1,4 +1,4 @@
-// The designer's form, field by field, mirroring tricks/spec.py (names, bounds,
+// The designer's form, field by field, mirroring tricks/spec/ (names, bounds,
 // defaults, descriptions). `path` is the spec path a field writes; fields
 // without one (keys starting with "_") switch optional sections on and off and
 // carry `errPath`, the spec path a 422 for that section names. `when(v)` says

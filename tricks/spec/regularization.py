@@ -1,0 +1,178 @@
+"""The regularization and training sections, and the LR range test settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tricks.spec.base import MAX_BATCH, MAX_EPOCHS, SpecError, Strict
+
+# ----------------------------------------------------------------- regularization
+
+
+class MixupSpec(Strict):
+    alpha: float = Field(
+        0.2,
+        gt=0.0,
+        le=100.0,
+        description="λ ~ Beta(α, α); 0.2 is usual, small α keeps λ near 0 or 1.",
+    )
+    prob: float = Field(1.0, ge=0.0, le=1.0, description="Probability that a batch is mixed.")
+
+
+class CutMixSpec(Strict):
+    alpha: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="λ ~ Beta(α, α) sets the kept area; 1.0 as in the CutMix paper. Images only.",
+    )
+    prob: float = Field(1.0, ge=0.0, le=1.0)
+
+
+class AugmentSpec(Strict):
+    hflip: bool = Field(
+        False,
+        description="Random horizontal flip (images only). Off for digits: a flipped 2 is not a 2.",
+    )
+    vflip: bool = Field(False, description="Random vertical flip (images only).")
+    rotate: float = Field(
+        0.0,
+        ge=0.0,
+        le=180.0,
+        description="Rotate by a uniform angle in ±rotate degrees (images only).",
+    )
+    crop_padding: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Zero-pad by this many pixels then random-crop back (images only).",
+    )
+    translate: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.5,
+        description="Shift by up to this fraction of the length (images and 1-D sequences).",
+    )
+    noise_std: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Add Gaussian noise with this std, in standardized units (any data).",
+    )
+
+    def image_only_fields(self) -> list[str]:
+        return [
+            f
+            for f, on in (
+                ("hflip", self.hflip),
+                ("vflip", self.vflip),
+                ("rotate", self.rotate > 0),
+                ("crop_padding", self.crop_padding > 0),
+            )
+            if on
+        ]
+
+
+class RegularizationSpec(Strict):
+    l1: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="loss += l1·Σ|w| over weights with ndim ≥ 2. 1e-5 to 1e-4 is usual.",
+    )
+    l2: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="loss += l2·Σw² over weights with ndim ≥ 2 (explicit, apart from weight_decay).",
+    )
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Inverted-dropout drop probability before each dense layer; 0.1–0.5.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Target (1−ε)·onehot + ε/K (torch's convention); 0.1 is usual.",
+    )
+    mixup: MixupSpec | None = Field(None, description="null for off.")
+    cutmix: CutMixSpec | None = Field(
+        None,
+        description="null for off. Images only. With mixup too, each batch picks one at random.",
+    )
+    augment: AugmentSpec | None = Field(None, description="null for off.")
+
+
+# ----------------------------------------------------------------------- training
+
+
+class EarlyStoppingSpec(Strict):
+    metric: Literal["val_acc", "val_loss", "val_ece"] = "val_loss"
+    patience: int = Field(
+        5, ge=1, le=MAX_EPOCHS, description="Epochs without improvement before stopping."
+    )
+    min_delta: float = Field(0.0, ge=0.0, le=1e3)
+
+
+class TrainingSpec(Strict):
+    epochs: int = Field(20, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` takes a GPU when the worker has one."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="`auto`: bf16 autocast on CUDA when supported, fp32 on CPU."
+    )
+    grad_clip: float | None = Field(
+        None,
+        gt=0.0,
+        le=1e6,
+        description="Clip the global gradient norm to this value; null for off.",
+    )
+    log_every: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="Report train loss and lr every this many steps (one host sync each).",
+    )
+    early_stopping: EarlyStoppingSpec | None = None
+    time_limit_s: float | None = Field(
+        None,
+        gt=0.0,
+        le=7 * 24 * 3600,
+        description="Wall-clock budget; past it the job checkpoints and fails with time_limit.",
+    )
+    checkpoint_every: int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="Write a checkpoint every this many epochs."
+    )
+    keep_checkpoints: Literal["last", "epochs"] = Field(
+        "epochs",
+        description="`epochs`: keep every end-of-epoch checkpoint (what POST /jobs/{id}/fork "
+        "starts from); `last`: only the newest two, for resume.",
+    )
+
+
+class LRRangeSpec(Strict):
+    min_lr: float = Field(1e-6, gt=0.0, le=100.0)
+    max_lr: float = Field(10.0, gt=0.0, le=1000.0)
+    steps: int = Field(100, ge=10, le=100_000)
+    smoothing: float = Field(
+        0.98, ge=0.0, lt=1.0, description="EMA factor for the smoothed loss (fastai uses 0.98)."
+    )
+    diverge_factor: float = Field(
+        4.0, gt=1.0, le=100.0, description="Stop when smoothed loss > this × the best loss."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> LRRangeSpec:
+        if self.max_lr <= self.min_lr:
+            raise SpecError(
+                ("max_lr",), f"max_lr ({self.max_lr:g}) must be above min_lr ({self.min_lr:g})"
+            )
+        return self
