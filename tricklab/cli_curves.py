@@ -1,0 +1,192 @@
+"""Curve commands: `curves`, `lr`, `preview` and `compare` (CSV or matplotlib PNGs)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Any
+
+from tricklab.cli_util import (
+    EXIT_OK,
+    UsageError,
+    _num,
+    _one_line_errors,
+    _out,
+    _table,
+    load_file,
+    validate_spec,
+)
+from tricklab.client import ApiError, Client
+
+
+def cmd_curves(c: Client, a: argparse.Namespace) -> int:
+    metrics = [m for m in (a.metrics or "").split(",") if m] or None
+    cur = c.curves(a.id, metrics=metrics, max_points=a.max_points)
+    series = cur.get("series") or {}
+    if a.csv:
+        fh = sys.stdout if a.csv == "-" else open(a.csv, "w", newline="")  # noqa: SIM115
+        try:
+            w = csv.writer(fh)
+            w.writerow(["metric", "step", "value"])
+            for name, s in series.items():
+                for step, value in zip(s.get("step", []), s.get("value", []), strict=False):
+                    w.writerow([name, step, value])
+        finally:
+            if fh is not sys.stdout:
+                fh.close()
+        if a.csv != "-":
+            _out(f"wrote {a.csv}")
+    if a.png:
+        from tricklab.plots import plot_curves
+
+        job = c.get(a.id)
+        plot_curves(cur, a.png, title=job.get("name") or a.id)
+        _out(f"wrote {a.png}")
+    if not a.csv and not a.png:
+        if not series:
+            _out("no points yet")
+        rows = []
+        for name, s in series.items():
+            vals = [v for v in s.get("value", []) if isinstance(v, int | float)]
+            rows.append(
+                [
+                    name,
+                    str(len(vals)),
+                    _num(vals[-1] if vals else None),
+                    _num(min(vals) if vals else None),
+                    _num(max(vals) if vals else None),
+                ]
+            )
+        if rows:
+            _table(rows, ["METRIC", "POINTS", "LAST", "MIN", "MAX"])
+    return EXIT_OK
+
+
+def cmd_lr(c: Client, a: argparse.Namespace) -> int:
+    res = c.lr(a.id)
+    if a.png:
+        from tricklab.plots import plot_lr
+
+        name = c.get(a.id).get("name") or a.id
+        plot_lr(res.get("planned"), res.get("actual"), a.png, log_y=a.log, title=f"lr: {name}")
+        _out(f"wrote {a.png}")
+    else:
+        _out(json.dumps(res))
+    return EXIT_OK
+
+
+def _schedule_args(raw: Any, a: argparse.Namespace) -> tuple[float, int, int, dict[str, Any]]:
+    """(lr, epochs, steps_per_epoch, schedule) from a ScheduleSpec file or a whole JobSpec."""
+    from pydantic import ValidationError
+
+    from tricks.catalog import builtin_meta
+    from tricks.spec import JobSpec, ScheduleSpec, steps_per_epoch
+
+    if not isinstance(raw, dict):
+        raise UsageError(f"{a.schedule}: expected a JSON/YAML object")
+    if "data" in raw or "training" in raw or "optimizer" in raw:
+        validate_spec(raw, a.schedule)
+        spec = JobSpec.model_validate(raw)
+        lr = a.lr if a.lr is not None else spec.optimizer.lr
+        epochs = a.epochs if a.epochs is not None else spec.training.epochs
+        spe = a.steps_per_epoch
+        if spe is None:
+            n_train = a.n_train
+            if n_train is None:
+                meta = builtin_meta(spec.data.dataset, spec.data.val_fraction)
+                if meta is None:
+                    raise UsageError(
+                        f"dataset {spec.data.dataset!r} is not built in: give --steps-per-epoch or --n-train"
+                    )
+                n_train = meta.n_train
+            spe = steps_per_epoch(n_train, spec.training.batch_size)
+        return lr, epochs, spe, spec.schedule.model_dump(mode="json")
+    try:
+        sched = ScheduleSpec.model_validate(raw)
+    except ValidationError as e:
+        raise UsageError(f"invalid schedule {a.schedule}: {_one_line_errors(e)}") from None
+    missing = [
+        f"--{n.replace('_', '-')}"
+        for n in ("lr", "epochs", "steps_per_epoch")
+        if getattr(a, n) is None
+    ]
+    if missing:
+        raise UsageError(f"{a.schedule} is a schedule only: give {', '.join(missing)}")
+    return a.lr, a.epochs, a.steps_per_epoch, sched.model_dump(mode="json")
+
+
+def cmd_preview(c: Client, a: argparse.Namespace) -> int:
+    lr, epochs, spe, sched = _schedule_args(load_file(a.schedule), a)
+    try:
+        res = c.preview(lr, epochs, spe, sched)
+    except ApiError as e:
+        if e.status not in (0, 404, 405):
+            raise
+        # No API (or no preview route yet): the schedule math is pure, compute it here.
+        from tricks.schedules import preview
+        from tricks.spec import ScheduleSpec
+
+        print(f"note: API unavailable ({e.code}); computed locally", file=sys.stderr)
+        res = preview(
+            lr=lr, epochs=epochs, steps_per_epoch=spe, schedule=ScheduleSpec.model_validate(sched)
+        )
+    steps, lrs = list(res["step"]), list(res["lr"])
+    total = res.get("total_steps", len(steps))
+    if a.png:
+        from tricklab.plots import plot_lr
+
+        kind = sched.get("decay", {}).get("kind", "cosine")
+        title = f"{'warm-up + ' if sched.get('warmup') else ''}{kind}: lr {lr:g}, {epochs} epochs × {spe} steps"
+        plot_lr({"step": steps, "lr": lrs}, None, a.png, log_y=a.log, title=title)
+        _out(f"wrote {a.png}")
+    _out(f"total_steps {total} ({epochs} epochs × {spe} steps per epoch)")
+    if lrs:
+        picks = sorted({0, len(lrs) // 4, len(lrs) // 2, 3 * len(lrs) // 4, len(lrs) - 1})
+        _out("  " + ", ".join(f"step {steps[i]}: {lrs[i]:.4g}" for i in picks))
+        _out(f"  min {min(lrs):.4g}, max {max(lrs):.4g}")
+    return EXIT_OK
+
+
+def _compare_x(job: dict[str, Any], steps: list[int], x: str) -> list[float]:
+    if x == "step":
+        return list(steps)
+    p = job.get("progress") or {}
+    total, epochs = p.get("total_steps"), p.get("epochs")
+    if not total or not epochs:
+        raise UsageError(f"job {job.get('id')} has no progress yet: compare with --x step")
+    if x == "epoch":
+        spe = total / epochs
+        return [(s + 1) / spe for s in steps]  # per-epoch points land on whole epochs
+    return [(s + 1) / total for s in steps]
+
+
+def cmd_compare(c: Client, a: argparse.Namespace) -> int:
+    runs, rows = [], []
+    for job_id in a.ids:
+        job = c.get(job_id)
+        s = (c.curves(job_id, metrics=[a.metric], max_points=a.max_points).get("series") or {}).get(
+            a.metric
+        ) or {"step": [], "value": []}
+        label = job.get("name") or job_id
+        xs = _compare_x(job, s.get("step", []), a.x) if s.get("step") else []
+        runs.append((label, {"x": xs, "value": s.get("value", [])}))
+        vals = [v for v in s.get("value", []) if isinstance(v, int | float)]
+        best = (min if "loss" in a.metric or "ece" in a.metric else max)(vals) if vals else None
+        rows.append(
+            [
+                job_id,
+                label[:32],
+                job.get("status", "?"),
+                _num(vals[-1] if vals else None),
+                _num(best),
+            ]
+        )
+    _table(rows, ["ID", "NAME", "STATUS", f"LAST {a.metric}", f"BEST {a.metric}"])
+    if a.png:
+        from tricklab.plots import plot_compare
+
+        plot_compare(runs, a.metric, a.x, a.png)
+        _out(f"wrote {a.png}")
+    return EXIT_OK
