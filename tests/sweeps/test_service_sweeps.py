@@ -107,7 +107,7 @@ def test_grid_sweep_table_statistics_and_cap(service):
 
 
 def test_cumulative_ablation_order_and_cancel(service):
-    base = {**BASE, "training": {**BASE["training"], "epochs": 30}}
+    base = {**BASE, "training": {**BASE["training"], "epochs": 1000}}  # long: cancelled mid-run
     body = {
         "base": base,
         "ablation": [
