@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tricklab import reuse
-from tricklab.store import TERMINAL, JobNotFound, Store, iso, new_id
+from tricklab.store import TERMINAL, JobNotFound, QuotaExceeded, Store, iso, new_id
 
 LOCK_TTL_MS = 30_000
 _RELEASE = """
@@ -69,8 +69,12 @@ class SweepStore:
         variants: list[dict[str, Any]],
         children: list[dict[str, Any]],
         sweep_id: str | None = None,
+        max_active_jobs: int = 0,
     ) -> str:
-        """Write the sweep. children: [{variant, seed, spec, extra, queue}] in start order."""
+        """Write the sweep. children: [{variant, seed, spec, extra, queue}] in start order.
+
+        max_active_jobs: the creator's quota of queued + running jobs (0: none); a child
+        that would pass it stays pending until a later step."""
         sweep_id = sweep_id or new_id("s")
         compact, payload = [], {}
         for c in children:
@@ -90,6 +94,7 @@ class SweepStore:
             "kind": kind,
             "created_at": f"{time.time():.6f}",
             "max_concurrent": str(max_concurrent),
+            "max_active_jobs": str(max_active_jobs),
             "cancelled": "0",
             "request": json.dumps(request),
             "variants": json.dumps(variants),
@@ -114,6 +119,7 @@ class SweepStore:
             "kind": h["kind"],
             "created_at": iso(h.get("created_at")),
             "max_concurrent": int(h["max_concurrent"]),
+            "max_active_jobs": int(h.get("max_active_jobs") or 0),
             "cancelled": h.get("cancelled") == "1",
             "request": json.loads(h["request"]),
             "variants": json.loads(h["variants"]),
@@ -191,13 +197,17 @@ class SweepStore:
             if raw is None:
                 continue
             p = json.loads(raw)
-            self.store.create_job(
-                p["spec"],
-                tenant=sweep["tenant"],
-                queue=p["queue"],
-                extra=p["extra"],
-                job_id=c["job_id"],
-            )
+            try:
+                self.store.create_job(
+                    p["spec"],
+                    tenant=sweep["tenant"],
+                    queue=p["queue"],
+                    extra=p["extra"],
+                    job_id=c["job_id"],
+                    max_active=sweep["max_active_jobs"] or None,
+                )
+            except QuotaExceeded:
+                break  # the tenant is at its quota: the rest stay pending for a later step
             try:
                 enqueue(c["job_id"], p["queue"])
             except Exception:  # noqa: BLE001 - the record stays queued; the reconciler re-publishes it

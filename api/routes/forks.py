@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from pydantic import Field, ValidationError
 
+from api import quotas
+from api.auth import PrincipalDep
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid
@@ -15,7 +17,7 @@ from api.reuse import job_hash
 from api.routes.jobs import ERRORS, job_public, load_job
 from api.schemas import ErrorPublic, JobPublic
 from api.uploads import DatasetRepo
-from tricklab.store import Store
+from tricklab.store import QuotaExceeded, Store
 from tricklab.sweep_spec import deep_merge
 from tricks.pinned import pinned_path
 from tricks.spec import JobSpec, SpecError, Strict, validation_errors
@@ -107,6 +109,7 @@ def fork_job(
     settings: SettingsDep,
     celery: CeleryDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     """Start a new job from this job's checkpoint after `from_epoch` epochs, with new overrides."""
     parent = load_job(store, job_id, tenant)
@@ -153,17 +156,22 @@ def fork_job(
         "from_step": k * plan["steps_per_epoch"],
         "children": [],
     }
-    rec = store.create_job(
-        spec.model_dump(mode="json"),
-        tenant=tenant,
-        queue=queue,
-        extra={
-            "plan": plan,
-            "dataset_meta": meta.model_dump(mode="json"),
-            "spec_hash": job_hash(spec),
-            "lineage": lineage,
-        },
-    )
+    quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
+    try:
+        rec = store.create_job(
+            spec.model_dump(mode="json"),
+            tenant=tenant,
+            queue=queue,
+            extra={
+                "plan": plan,
+                "dataset_meta": meta.model_dump(mode="json"),
+                "spec_hash": job_hash(spec),
+                "lineage": lineage,
+            },
+            max_active=principal.limits.max_active_jobs,
+        )
+    except QuotaExceeded as e:
+        raise quotas.active_jobs_error(e.active, e.max_active) from None
     _add_child(store, job_id, {"id": rec["id"], "from_epoch": k})
     try:
         enqueue_training(celery, rec["id"], queue)

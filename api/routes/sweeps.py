@@ -8,6 +8,8 @@ import numpy as np
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import ValidationError
 
+from api import quotas
+from api.auth import Limits, PrincipalDep
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SeriesRedisDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, not_found
@@ -59,7 +61,7 @@ def _variant_error(v: Any, seed: int, loc: list, msg: str) -> ApiError:
 
 
 def _children(
-    sweep: SweepSpec, store: Any, settings: Any, tenant: str
+    sweep: SweepSpec, store: Any, settings: Any, tenant: str, limits: Limits
 ) -> tuple[list, list[dict[str, Any]]]:
     """Validate every (variant, seed) exactly as POST /jobs does; the create payloads."""
     repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
@@ -77,6 +79,10 @@ def _children(
                 meta, plan = plan_job(spec, repo, tenant)
             except SpecError as e:
                 raise _variant_error(v, seed, list(e.loc), e.msg) from None
+            try:
+                quotas.check_train_samples(plan["epochs"], plan["n_train"], limits)
+            except ApiError as e:
+                raise _variant_error(v, seed, ["training", "epochs"], e.message) from None
             dumped = spec.model_dump(mode="json")
             children.append(
                 {
@@ -158,6 +164,7 @@ def create_sweep(
     settings: SettingsDep,
     celery: CeleryDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
     idem: Annotated[Idempotency | None, Depends(idempotent("sweeps"))],
 ) -> dict[str, Any]:
     """Validate every variant up front, record the sweep and start its first children."""
@@ -166,7 +173,7 @@ def create_sweep(
         response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = f"/sweeps/{idem.replay_id}"
         return sweep_public(SweepStore(store), _load(SweepStore(store), idem.replay_id, tenant))
-    variants, children = _children(sweep, store, settings, tenant)
+    variants, children = _children(sweep, store, settings, tenant, principal.limits)
     ss = SweepStore(store)
     sweep_id = ss.create(
         tenant=tenant,
@@ -185,6 +192,7 @@ def create_sweep(
             for v in variants
         ],
         children=children,  # each child's record gets sweep_id (SweepStore.create)
+        max_active_jobs=principal.limits.max_active_jobs,
     )
     if idem is not None:
         idem.done(sweep_id)

@@ -246,3 +246,29 @@ def test_json_body_limit_is_413(open_api):
 
         resp = c.post("/jobs", content=chunks(), headers={"Content-Type": "application/json"})
         assert_error(resp, 413, "payload_too_large")
+
+
+def test_sweep_children_respect_the_active_jobs_quota(secure_api):
+    """A sweep cannot get around max_active_jobs: children past it stay pending."""
+    key = secure_api.make_key("sweeper", "--max-active-jobs", "2")["key"]
+    body = {
+        "base": SPEC,
+        "grid": {"regularization.label_smoothing": [0.0, 0.05, 0.1, 0.15]},
+        "seeds": 1,
+        "max_concurrent": 4,
+    }
+    with secure_api.client(key) as c:
+        r = c.post("/sweeps", json=body)
+        assert r.status_code == 201, r.text
+        counts = r.json()["counts"]
+        assert counts["queued"] == 2 and counts["pending"] == 2, counts
+        assert len(c.get("/jobs", params={"status": "queued"}).json()["data"]) == 2
+
+
+def test_sweep_variant_over_the_samples_quota_names_it(secure_api):
+    key = secure_api.make_key("sweep-small", "--max-train-samples", "10000")["key"]
+    body = {"base": SPEC, "grid": {"training.epochs": [2, 50]}, "seeds": 1}
+    with secure_api.client(key) as c:
+        err = assert_error(c.post("/sweeps", json=body), 422)
+        assert "variant 1" in err["message"] and "max_train_samples" in err["message"], err
+        assert err["details"][0]["loc"] == ["variants", 1, "training", "epochs"]
