@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,19 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1100",
-]
-
 # The first chart colour (charts.js PALETTE[0]): the preview's lr and the job's train_loss.
 SERIES_RGB = (37, 99, 235)
 
@@ -54,16 +38,6 @@ return n;
 """
 
 
-def find_chromium() -> tuple[str, str] | None:
-    browser = next(
-        (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
-    )
-    driver = shutil.which("chromedriver") or (
-        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
-    )
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.fixture(scope="module")
 def base_url(request) -> str:
     url = os.environ.get("TRICKLAB_DASHBOARD_URL")
@@ -77,37 +51,6 @@ def base_url(request) -> str:
         )
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     return url.rstrip("/")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-    found = find_chromium()
-    if not found:
-        pytest.skip("no Chromium: apt-get install -y chromium chromium-driver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service as ChromeService
-
-    profile = tempfile.mkdtemp(prefix="tricklab-chromium-")
-    opts = Options()
-    opts.binary_location = found[0]
-    for f in [*FLAGS, f"--user-data-dir={profile}"]:
-        opts.add_argument(f)
-    drv = webdriver.Chrome(service=ChromeService(executable_path=found[1]), options=opts)
-    drv.set_page_load_timeout(30)
-    try:
-        yield drv
-    finally:
-        logs = []
-        try:
-            logs = drv.get_log("browser")
-        except Exception:  # noqa: BLE001 - logs are a debugging aid only
-            pass
-        drv.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-        severe = [e["message"] for e in logs if e.get("level") == "SEVERE"]
-        if severe:
-            print("browser console errors:\n" + "\n".join(severe))
 
 
 def wait(pred, timeout: float = 20, what: str = "condition"):

@@ -41,9 +41,10 @@ export function askKey(reason) {
   input.value = getKey();
   pending = new Promise((resolve) => {
     const done = (ok) => {
-      dialog.close();
       form.removeEventListener("submit", onSubmit);
       cancel.removeEventListener("click", onCancel);
+      dialog.removeEventListener("close", onClose);
+      if (dialog.open) dialog.close();
       pending = null;
       resolve(ok);
     };
@@ -55,8 +56,11 @@ export function askKey(reason) {
       done(true);
     };
     const onCancel = () => done(false);
+    // Escape closes a modal <dialog> by itself: settle as a cancel, or every caller waits forever
+    const onClose = () => done(false);
     form.addEventListener("submit", onSubmit);
     cancel.addEventListener("click", onCancel);
+    dialog.addEventListener("close", onClose);
     dialog.showModal();
     input.focus();
   });
