@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from api.uploads import DatasetRepo
+from tricklab.reuse import spec_hash
 from tricklab.store import Store
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.spec import (
@@ -119,3 +120,16 @@ def choose_queue(spec: JobSpec, store: Store, ttl_s: float) -> str:
     if device == "cpu":
         return "cpu"
     return "gpu" if "gpu" in cached_worker_queues(store, ttl_s) else "cpu"
+
+
+def record_extra(
+    spec: JobSpec, meta: DatasetMeta, plan: dict[str, int], **more: Any
+) -> dict[str, Any]:
+    """The fields every job record carries besides its spec: the plan, the dataset's meta
+    and the canonical spec hash (POST /jobs?reuse=true looks it up); `more` adds to them."""
+    return {
+        "plan": plan,
+        "dataset_meta": meta.model_dump(mode="json"),
+        "spec_hash": spec_hash(spec.model_dump(mode="json")),
+        **more,
+    }

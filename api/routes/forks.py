@@ -12,8 +12,7 @@ from api.auth import PrincipalDep
 from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid
-from api.planning import choose_queue, plan_job
-from api.reuse import job_hash
+from api.planning import choose_queue, plan_job, record_extra
 from api.routes.jobs import ERRORS, job_public, load_job
 from api.schemas import ErrorPublic, JobPublic
 from api.uploads import DatasetRepo
@@ -162,12 +161,7 @@ def fork_job(
             spec.model_dump(mode="json"),
             tenant=tenant,
             queue=queue,
-            extra={
-                "plan": plan,
-                "dataset_meta": meta.model_dump(mode="json"),
-                "spec_hash": job_hash(spec),
-                "lineage": lineage,
-            },
+            extra=record_extra(spec, meta, plan, lineage=lineage),
             max_active=principal.limits.max_active_jobs,
         )
     except QuotaExceeded as e:

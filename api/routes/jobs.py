@@ -15,8 +15,8 @@ from api.deps import AsyncRedisDep, CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
 from api.idempotency import Idempotency
-from api.planning import choose_queue, plan_job
-from api.reuse import ReuseDep, job_hash, reused_job
+from api.planning import choose_queue, plan_job, record_extra
+from api.reuse import ReuseDep, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
 from tricklab.store import TERMINAL, JobNotFound, QuotaExceeded, Store
@@ -135,11 +135,7 @@ def create_job(
                 body,
                 tenant=tenant,
                 queue=queue,
-                extra={
-                    "plan": plan,
-                    "dataset_meta": meta.model_dump(mode="json"),
-                    "spec_hash": job_hash(spec),
-                },
+                extra=record_extra(spec, meta, plan),
                 max_active=principal.limits.max_active_jobs,
             )
         except QuotaExceeded as e:

@@ -14,11 +14,10 @@ from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SeriesRedisDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, not_found
 from api.idempotency import Idempotency, idempotent
-from api.planning import choose_queue, plan_job
+from api.planning import choose_queue, plan_job, record_extra
 from api.schemas import ErrorPublic
 from api.uploads import DatasetRepo
 from tricklab import sweep_report
-from tricklab.reuse import spec_hash
 from tricklab.series import read_series
 from tricklab.store import TERMINAL
 from tricklab.sweep_spec import SweepSpec, child_spec, expand
@@ -90,14 +89,14 @@ def _children(
                     "seed": seed,
                     "spec": dumped,
                     "queue": choose_queue(spec, store, settings.worker_ttl_s),
-                    "extra": {
-                        "plan": plan,
-                        "dataset_meta": meta.model_dump(mode="json"),
-                        "spec_hash": spec_hash(dumped),
-                        "variant": v.name,
-                        "variant_index": str(v.index),
-                        "seed": str(seed),
-                    },
+                    "extra": record_extra(
+                        spec,
+                        meta,
+                        plan,
+                        variant=v.name,
+                        variant_index=str(v.index),
+                        seed=str(seed),
+                    ),
                 }
             )
     # start order: seed-major, so an early look at the table has every variant

@@ -2,6 +2,8 @@
 // a key prompt on 401, and Server-Sent Events read through fetch (EventSource
 // cannot send an Authorization header).
 
+import { toast } from "./util.js";
+
 const KEY_STORAGE = "tricklab.apiKey";
 
 export class ApiError extends Error {
@@ -161,4 +163,14 @@ export function listOf(body) {
   if (Array.isArray(body)) return body;
   if (body && Array.isArray(body.data)) return body.data;
   return [];
+}
+
+/** POST /jobs/{id}/cancel from a page; says how it went in a toast. `base` is "/jobs/{id}". */
+export async function cancelJob(base) {
+  try {
+    await api(`${base}/cancel`, { method: "POST" });
+    toast("Cancel requested");
+  } catch (e) {
+    toast(`Cancel failed: ${e.message}`, 5000);
+  }
 }

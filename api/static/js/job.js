@@ -1,7 +1,7 @@
 // One job: status, progress and ETA, live curves (incremental ?since= polling,
 // nudged by the job's SSE stream), planned vs actual lr, spec, cancel, download.
 
-import { api, download, streamEvents } from "./api.js";
+import { api, cancelJob, download, streamEvents } from "./api.js";
 import { Chart } from "./charts.js";
 import { h, badge, progressBar, num, pct, duration, age, epochLabel, TERMINAL, errorText, toast } from "./util.js";
 
@@ -193,12 +193,7 @@ export function mountJob(root, { id }) {
   streamEvents(`${base}/events`, onEvent, abort.signal).catch(() => {});
 
   async function cancel() {
-    try {
-      await api(`${base}/cancel`, { method: "POST" });
-      toast("Cancel requested");
-    } catch (e) {
-      toast(`Cancel failed: ${e.message}`, 5000);
-    }
+    await cancelJob(base);
     tick();
   }
 

@@ -8,7 +8,7 @@
 // per-step curve the worker stores at the end (range_lr, range_loss,
 // range_smoothed; a full read, as INTERNALS.md says for these backfilled series).
 
-import { api } from "./api.js";
+import { api, cancelJob } from "./api.js";
 import { Chart } from "./charts.js";
 import { h, badge, progressBar, num, duration, age, TERMINAL, errorText, toast } from "./util.js";
 
@@ -187,12 +187,7 @@ export function mountRangeTest(root, { id }) {
   }
 
   async function cancel() {
-    try {
-      await api(`${base}/cancel`, { method: "POST" });
-      toast("Cancel requested");
-    } catch (e) {
-      toast(`Cancel failed: ${e.message}`, 5000);
-    }
+    await cancelJob(base);
     tick();
   }
 
