@@ -246,6 +246,15 @@ class JobLogHandler(logging.Handler):
         super().close()
 
 
+def flush_job_log() -> None:
+    """Write the current job's buffered log lines now: called before its terminal status
+    is published, so a reader who sees `succeeded` also sees the whole log."""
+    job_id = _job_id.get()
+    for h in logging.getLogger().handlers:
+        if isinstance(h, JobLogHandler) and h.job_id == job_id:
+            h.flush()
+
+
 @contextlib.contextmanager
 def job_log(
     r: Any, prefix: str, job_id: str, *, worker: str | None = None, **kw: Any

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from tricklab import telemetry
-from tricklab.logs import set_attempt
+from tricklab.logs import flush_job_log, set_attempt
 from tricklab.settings import get_settings
 from tricklab.store import JobNotFound, Store, connect
 from worker import followups, lifecycle
@@ -187,6 +187,7 @@ def run_job(job_id: str, *, worker: str) -> None:
             result = _train(job, reporter, job_dir)
     except Exception as exc:  # the job failed, not the worker: record it and move on
         log.exception("job %s: failed", job_id)
+        flush_job_log()
         if store.finish(job_id, attempt, "failed", error=error_of(exc)):
             telemetry.job_finished(store, job_id)
         followups.after_job(store, job_id)
@@ -226,9 +227,10 @@ def run_job(job_id: str, *, worker: str) -> None:
         save_model(result.model_state, job_dir / "model.safetensors")
         summary["model"] = "model.safetensors"
     error = jsonable(result.error) if result.error else None
+    log.info("job %s: ending as %s after %d steps", job_id, result.status, result.steps)
+    flush_job_log()  # the job's log is complete once its terminal status is visible
     if store.finish(job_id, attempt, result.status, error=error, result=summary):
         telemetry.job_finished(store, job_id)
-        log.info("job %s: %s after %d steps", job_id, result.status, result.steps)
     else:
         log.warning("job %s: finish(%s) fenced out", job_id, result.status)
     followups.after_job(store, job_id)
