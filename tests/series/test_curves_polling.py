@@ -26,6 +26,9 @@ METRICS = [
 ]
 
 
+EPOCHS = 40  # long enough (a few seconds) that the poller sees the job run
+
+
 def test_polling_with_next_since_equals_the_final_full_read(service):
     spec = {
         "name": "curves polling",
@@ -33,7 +36,7 @@ def test_polling_with_next_since_equals_the_final_full_read(service):
         "model": {"arch": "mlp", "hidden": [64]},
         # 1438 // 32 = 44 steps per epoch: epoch ends (43, 87, ...) are log points
         # that are not multiples of log_every, and val_* cadence differs from train_*
-        "training": {"epochs": 6, "batch_size": 32, "device": "cpu", "log_every": 4},
+        "training": {"epochs": EPOCHS, "batch_size": 32, "device": "cpu", "log_every": 4},
     }
     got: dict[str, list[tuple[int, float | None]]] = {m: [] for m in METRICS}
     polls = 0
@@ -69,5 +72,5 @@ def test_polling_with_next_since_equals_the_final_full_read(service):
         assert len(steps) == len(set(steps)), f"{m}: a point came twice: {steps}"
         want = list(zip(full["series"][m]["step"], full["series"][m]["value"], strict=True))
         assert got[m] == want, f"{m}: polled {len(got[m])} points, the full read has {len(want)}"
-    assert [s for s, _ in got["val_acc"]] == [44 * e - 1 for e in range(1, 7)]
-    assert full["next_since"] == 6 * 44 - 1
+    assert [s for s, _ in got["val_acc"]] == [44 * e - 1 for e in range(1, EPOCHS + 1)]
+    assert full["next_since"] == EPOCHS * 44 - 1
