@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: $(STAMP)
-	@if [ -x $(BIN)/tricklab ] && $(BIN)/python -c "import tricklab.cli" 2>/dev/null; \
-	  then exec $(BIN)/tricklab up; else exec $(BIN)/python -m tricklab.up; fi
+	@if [ -x $(BIN)/tricklab ] && $(BIN)/python -c "import tricklab.client.cli" 2>/dev/null; \
+	  then exec $(BIN)/tricklab up; else exec $(BIN)/python -m tricklab.client.up; fi
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q

@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from tricklab.keys import LIMIT_FIELDS, KeyRing
+from tricklab.server.apikeys import LIMIT_FIELDS, KeyRing
 from tricklab.settings import Settings
 
 log = logging.getLogger("tricklab.api")

@@ -13,8 +13,8 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from api.auth import PrincipalDep
+from tricklab.server.store import Store
 from tricklab.settings import Settings
-from tricklab.store import Store
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -31,7 +31,7 @@ async def get_redis(request: Request) -> redis.Redis:
 
 
 async def get_series_redis(request: Request) -> redis.Redis:
-    """Bytes client: tricklab.series reads packed binary values."""
+    """Bytes client: tricklab.server.series reads packed binary values."""
     return request.app.state.redis_bytes
 
 

@@ -8,8 +8,8 @@ from api import auth, errors
 from api.celery_client import make_celery
 from api.limits import BodyLimit
 from api.routes import curves, dashboard, datasets, events, health, jobs, schedules
+from tricklab.server.store import Store, connect, connect_async
 from tricklab.settings import Settings, get_settings
-from tricklab.store import Store, connect, connect_async
 
 TAGS = [
     {"name": "jobs", "description": "Create training jobs, follow them, fetch their results."},
@@ -23,7 +23,7 @@ TAGS = [
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    from tricklab.logs import setup_logging  # JSON lines unless TRICKLAB_LOG_FORMAT=text
+    from tricklab.server.logs import setup_logging  # JSON lines unless TRICKLAB_LOG_FORMAT=text
 
     setup_logging("api")
     app = FastAPI(
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
-    app.state.redis_bytes = connect(settings.redis_url, decode=False)  # tricklab.series
+    app.state.redis_bytes = connect(settings.redis_url, decode=False)  # tricklab.server.series
     app.state.aredis = connect_async(settings.redis_url)
     app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
     app.state.celery = make_celery(settings)

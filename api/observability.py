@@ -22,14 +22,14 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tricklab.logs import log_context
+from tricklab.server.logs import log_context
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_PATH = re.compile(r"^/jobs/(j[0-9a-f]{20})(?:/|$)")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # One line per request, with route and duration (uvicorn's own access log is turned down
-# by tricklab.logs.setup_logging("api"): this one says more). TRICKLAB_LOG_LEVEL=WARNING
+# by tricklab.server.logs.setup_logging("api"): this one says more). TRICKLAB_LOG_LEVEL=WARNING
 # silences it.
 access_log = logging.getLogger("tricklab.api.access")
 
@@ -190,7 +190,7 @@ def render_latencies(out: Exposition, hist: LatencyHistograms) -> None:
 def install(app: Any, settings: Any) -> None:
     """Latency middleware (outermost, so 413s and 500s count too), /metrics, /jobs/{id}/logs."""
     from api.routes import logs, metrics
-    from tricklab.telemetry import Collector
+    from tricklab.server.telemetry import Collector
 
     app.state.request_latency = LatencyHistograms()
     app.state.metrics_collector = Collector(app.state.store, settings.worker_ttl_s)

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from api.uploads import DatasetRepo
-from tricklab.reuse import spec_hash
-from tricklab.store import Store
+from tricklab.server.reuse import spec_hash
+from tricklab.server.store import Store
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.spec import (
     DatasetMeta,

@@ -1,4 +1,4 @@
-"""POST /jobs?reuse=true: answer with an existing succeeded job of the same spec (tricklab.reuse)."""
+"""POST /jobs?reuse=true: answer with an existing succeeded job of the same spec (tricklab.server.reuse)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
-from tricklab.reuse import find_succeeded, spec_hash
-from tricklab.store import Store
+from tricklab.server.reuse import find_succeeded, spec_hash
+from tricklab.server.store import Store
 from tricks.spec import JobSpec
 
 

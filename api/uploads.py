@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from tricklab.store import iso
+from tricklab.server.store import iso
 
 
 class DatasetRepo:

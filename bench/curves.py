@@ -12,7 +12,7 @@ import time
 import numpy as np
 import redis
 
-from tricklab.series import SeriesWriter, read_series
+from tricklab.server.series import SeriesWriter, read_series
 
 
 def free_port() -> int:

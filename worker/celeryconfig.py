@@ -2,7 +2,7 @@
 
 Long training tasks: ack late, prefetch one, and re-deliver when a worker dies, so a
 job is never lost with its message; the job record's fenced status machine
-(tricklab.store) makes a late or duplicate delivery a no-op.
+(tricklab.server.store) makes a late or duplicate delivery a no-op.
 """
 
 from __future__ import annotations

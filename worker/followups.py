@@ -1,8 +1,8 @@
 """What happens after a job reaches a terminal state, on the worker's finish path.
 
-- a succeeded job (not a fork) goes into the reuse index (tricklab.reuse), so
+- a succeeded job (not a fork) goes into the reuse index (tricklab.server.reuse), so
   POST /jobs?reuse=true finds it;
-- a sweep child lets its sweep start the next pending child (tricklab.sweep_store);
+- a sweep child lets its sweep start the next pending child (tricklab.server.sweeps);
 - an lr range test stores its curve as series `range_lr`, `range_loss` and
   `range_smoothed` (x = test step), next to the ones the reporter wrote.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tricklab import reuse
-from tricklab.series import SeriesWriter
-from tricklab.store import Store
-from tricklab.sweep_store import SweepStore
+from tricklab.server import reuse
+from tricklab.server.series import SeriesWriter
+from tricklab.server.store import Store
+from tricklab.server.sweeps import SweepStore
 
 log = logging.getLogger(__name__)
 

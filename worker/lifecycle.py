@@ -111,7 +111,7 @@ class _Heartbeat(threading.Thread):
         self.info = {"queues": queues, "gpus": visible_gpus(), "pid": os.getpid()}
 
     def store(self) -> Any:
-        from tricklab.store import Store, connect
+        from tricklab.server.store import Store, connect
 
         s = get_settings()
         return Store(connect(s.redis_url), s.key_prefix, s.events_maxlen)

@@ -6,7 +6,7 @@ can be lost while its record survives: the API wrote the record and then
 fsync. Every worker's heartbeat loop calls `reconcile`; a lock lets one of them
 scan per round. A queued job that no broker queue list mentions on scans at least
 `reconcile_after_s` apart is published again. A duplicate message is harmless: the
-claim is fenced (tricklab.store), so a second delivery is a no-op.
+claim is fenced (tricklab.server.store), so a second delivery is a no-op.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from tricklab.store import Store
+from tricklab.server.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ is the control channel back into the loop: 2 means the user cancelled, -1 means
 another attempt owns the job (this one must stop without writing its outcome).
 
 Series write rule (what makes `since`/`next_since` on GET /jobs/{id}/curves exact,
-see tricklab.series.read_series): every point of one step goes into Redis in one
+see tricklab.server.series.read_series): every point of one step goes into Redis in one
 MULTI/EXEC, and writes come in increasing step order. The training loop calls
 on_log for an epoch's last update *before* it evaluates and calls on_epoch_end
 with the val_* points of the same step, so the series points of that log point
@@ -29,8 +29,8 @@ from typing import Any
 
 import redis
 
-from tricklab.series import SeriesWriter
-from tricklab.store import Store
+from tricklab.server.series import SeriesWriter
+from tricklab.server.store import Store
 from tricks.callbacks import Callbacks, StopRequest
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """What one delivery of "tricklab.train" does: claim → load → train → save → finish.
 
-Every write is fenced on the attempt number from the claim (tricklab.store), so a
+Every write is fenced on the attempt number from the claim (tricklab.server.store), so a
 late or duplicate delivery, or an attempt that lost its lease, cannot overwrite a
 newer attempt or resurrect a finished job.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import redis
 
-from tricklab import telemetry
-from tricklab.logs import flush_job_log, set_attempt
+from tricklab.server import telemetry
+from tricklab.server.logs import flush_job_log, set_attempt
+from tricklab.server.store import JobNotFound, Store, connect
 from tricklab.settings import get_settings
-from tricklab.store import JobNotFound, Store, connect
 from worker import followups, lifecycle
 from worker.reporting import LeaseKeeper, Reporter, jsonable
 
@@ -118,7 +118,7 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
     attempt holds the whole history (checkpoints carry it), so it rewrites any series
     that differs. Costs one read per series; writes only on a mismatch.
     """
-    from tricklab.series import SeriesWriter, raw_key, read_series, summary_key
+    from tricklab.server.series import SeriesWriter, raw_key, read_series, summary_key
 
     if not history:
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tricklab.logs import job_log
+from tricklab.server.logs import job_log
 from worker.celery_app import app
 from worker.runner import clients, run_job
 

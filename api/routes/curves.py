@@ -13,7 +13,7 @@ from api.downsample import keep_indices
 from api.errors import invalid
 from api.routes.jobs import ERRORS, load_job
 from api.schemas import CurvesPublic, LrPublic
-from tricklab.series import read_series, series_names
+from tricklab.server.series import read_series, series_names
 from tricks.schedules import lr_curve
 from tricks.spec import JobSpec
 

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import AsyncRedisDep, StoreDep, TenantDep
 from api.errors import REDIS_DOWN, invalid, not_found
 from api.routes.jobs import ERRORS
-from tricklab.store import TERMINAL, JobNotFound, Store
+from tricklab.server.store import TERMINAL, JobNotFound, Store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -16,7 +16,7 @@ from api.planning import choose_queue, plan_job, record_extra
 from api.routes.jobs import ERRORS, job_public, load_job
 from api.schemas import ErrorPublic, JobPublic
 from api.uploads import DatasetRepo
-from tricklab.store import QuotaExceeded, Store
+from tricklab.server.store import QuotaExceeded, Store
 from tricklab.sweep_spec import deep_merge
 from tricks.pinned import pinned_path
 from tricks.spec import JobSpec, SpecError, Strict, validation_errors

@@ -19,7 +19,7 @@ from api.planning import choose_queue, plan_job, record_extra
 from api.reuse import ReuseDep, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.uploads import DatasetRepo
-from tricklab.store import TERMINAL, JobNotFound, QuotaExceeded, Store
+from tricklab.server.store import TERMINAL, JobNotFound, QuotaExceeded, Store
 from tricks.spec import JobSpec, SpecError
 
 log = logging.getLogger("tricklab.api")

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.observability import CONTENT_TYPE, Exposition, LatencyHistograms, render_latencies
-from tricklab.store import STATUSES
-from tricklab.telemetry import QUEUES, Collector
+from tricklab.server.store import STATUSES
+from tricklab.server.telemetry import QUEUES, Collector
 
 log = logging.getLogger("tricklab.api")
 

@@ -18,10 +18,10 @@ from api.planning import choose_queue, plan_job, record_extra
 from api.schemas import ErrorPublic
 from api.uploads import DatasetRepo
 from tricklab import sweep_report
-from tricklab.series import read_series
-from tricklab.store import TERMINAL
+from tricklab.server.series import read_series
+from tricklab.server.store import TERMINAL
+from tricklab.server.sweeps import SweepNotFound, SweepStore, counts, sweep_status
 from tricklab.sweep_spec import SweepSpec, child_spec, expand
-from tricklab.sweep_store import SweepNotFound, SweepStore, counts, sweep_status
 from tricks.spec import JobSpec, SpecError, validation_errors
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])

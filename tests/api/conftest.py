@@ -1,6 +1,6 @@
 """API-only fixtures: a private Redis database + uvicorn, no worker.
 
-Jobs stay queued unless a test drives them through tricklab.store.Store, the way a
+Jobs stay queued unless a test drives them through tricklab.server.store.Store, the way a
 worker would (claim → heartbeat → finish). Redis database 1 keeps these keys and the
 Celery messages apart from the `service` fixture's worker on database 0.
 """
@@ -16,7 +16,7 @@ import pytest
 import redis as redis_lib
 from support import ROOT, Proc, launch_api
 
-from tricklab.store import Store, connect
+from tricklab.server.store import Store, connect
 
 __all__ = ["ROOT", "EXAMPLE", "locs"]
 

@@ -11,7 +11,7 @@ import pytest
 from support import assert_error
 
 from tests.api.conftest import locs
-from tricklab.series import SeriesWriter
+from tricklab.server.series import SeriesWriter
 from tricks.schedules import lr_curve
 from tricks.spec import JobSpec
 

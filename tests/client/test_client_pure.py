@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tricklab.client import ApiError, Client, ConnectionError, Event, parse_sse, parse_sse_bytes
+from tricklab.client.http import ApiError, Client, ConnectionError, Event, parse_sse, parse_sse_bytes
 from tricks.spec import JobSpec, ScheduleSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def run_cli(
 
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "tricklab.cli", *args],
+        [sys.executable, "-m", "tricklab.client.cli", *args],
         cwd=ROOT,
         env=e,
         capture_output=True,
@@ -262,7 +262,7 @@ def test_cli_help_lists_commands_and_exit_codes_without_torch():
         [
             sys.executable,
             "-c",
-            "import sys, tricklab.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)",
+            "import sys, tricklab.client.cli; print('torch' in sys.modules, 'matplotlib' in sys.modules)",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -320,7 +320,7 @@ def _labels(fig):
 
 
 def test_plot_curves_has_labeled_panels(tmp_path):
-    from tricklab.plots import plot_curves
+    from tricklab.client.plots import plot_curves
 
     curves = {
         "series": {
@@ -342,7 +342,7 @@ def test_plot_curves_has_labeled_panels(tmp_path):
 
 
 def test_plot_lr_and_compare(tmp_path):
-    from tricklab.plots import plot_compare, plot_lr
+    from tricklab.client.plots import plot_compare, plot_lr
 
     fig = plot_lr(
         {"step": [0, 1, 2, 3], "lr": [0.1, 0.2, 0.1, 0.05]},
@@ -366,7 +366,7 @@ def test_plot_lr_and_compare(tmp_path):
 def test_progress_line_from_worker_events():
     import io
 
-    from tricklab.cli import Progress
+    from tricklab.client.cli import Progress
 
     buf = io.StringIO()
     p = Progress(stream=buf, tty=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tricklab.client import ApiError, Client
+from tricklab.client.http import ApiError, Client
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ def cli(service, *args: str, timeout: float = 180) -> subprocess.CompletedProces
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRICKLAB_URL": service.api_url}
     env.pop("TRICKLAB_API_KEY", None)
     return subprocess.run(
-        [sys.executable, "-m", "tricklab.cli", *args],
+        [sys.executable, "-m", "tricklab.client.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -178,7 +178,7 @@ def test_cli_watch_exits_130_when_the_job_is_cancelled(service, client):
     job = client.submit(small("warmup_cosine.json", epochs=200))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRICKLAB_URL": service.api_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tricklab.cli", "watch", job["id"]],
+        [sys.executable, "-m", "tricklab.client.cli", "watch", job["id"]],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -44,7 +44,7 @@ def auth_api(browser, redis_server, tmp_path_factory) -> Iterator[ApiProc]:
 def make_key(api: ApiProc, name: str) -> str:
     """`tricklab keys create NAME --json` through the real console entry point."""
     res = subprocess.run(
-        [sys.executable, "-c", "import sys; from tricklab.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from tricklab.client.cli import main; sys.exit(main())",
          "keys", "create", name, "--json"],
         env=api.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""tricklab.logs pieces against a real Redis: formatter, context, the buffered job handler."""
+"""tricklab.server.logs pieces against a real Redis: formatter, context, the buffered job handler."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import redis
 from promtext import parse, value
 
 from api.observability import Exposition, LatencyHistograms, render_latencies
-from tricklab.logs import JsonFormatter, job_log, log_context, read_job_log, setup_logging
+from tricklab.server.logs import JsonFormatter, job_log, log_context, read_job_log, setup_logging
 
 
 def record(msg: str, level: int = logging.INFO, **extra) -> logging.LogRecord:

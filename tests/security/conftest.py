@@ -19,7 +19,7 @@ import pytest
 import redis as redis_lib
 from support import ROOT, Proc, launch_api
 
-from tricklab.store import connect
+from tricklab.server.store import connect
 
 SPEC = {"data": {"dataset": "digits"}, "training": {"epochs": 2, "batch_size": 64}}
 MAX_UPLOAD = 200_000
@@ -43,7 +43,7 @@ class Api:
     def keys_cmd(self, *args: str) -> subprocess.CompletedProcess:
         """`tricklab keys ...` through the real console entry point, as a subprocess."""
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from tricklab.cli import main; sys.exit(main())",
+            [sys.executable, "-c", "import sys; from tricklab.client.cli import main; sys.exit(main())",
              "keys", *args],
             env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""tricklab.series against a private, real redis-server; oracles are brute-force numpy."""
+"""tricklab.server.series against a private, real redis-server; oracles are brute-force numpy."""
 
 import asyncio
 import math
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import redis
 
-from tricklab import series
-from tricklab.series import (
+from tricklab.server import series
+from tricklab.server.series import (
     BLOCK,
     SeriesWriter,
     aread_series,

@@ -246,7 +246,7 @@ def test_cli_sweep_watch_and_report(service, tmp_path):
         )
     )
     env = {**service.env, "TRICKLAB_URL": service.api_url}
-    cmd = [sys.executable, "-m", "tricklab.cli"]
+    cmd = [sys.executable, "-m", "tricklab.client.cli"]
     r = subprocess.run(
         [*cmd, "sweep", str(f), "--watch"], env=env, capture_output=True, text=True, timeout=300
     )

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tricklab import reuse
-from tricklab.store import TERMINAL, JobNotFound, QuotaExceeded, Store, iso, new_id
+from tricklab.server import reuse
+from tricklab.server.store import TERMINAL, JobNotFound, QuotaExceeded, Store, iso, new_id
 
 LOCK_TTL_MS = 30_000
 _RELEASE = """

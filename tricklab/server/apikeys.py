@@ -170,8 +170,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tricklab.server.store import connect
     from tricklab.settings import get_settings
-    from tricklab.store import connect
 
     args = _parser().parse_args(argv)
     settings = get_settings()

@@ -1,6 +1,6 @@
 """`tricklab sweep FILE [--watch]` and `tricklab sweep-report ID`: sweeps from the command line.
 
-Kept apart from tricklab/cli.py, which registers these commands through its `add`.
+Kept apart from tricklab/client/cli.py, which registers these commands through its `add`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Any
 
-from tricklab.client import Client
+from tricklab.client.cli_util import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, load_file
+from tricklab.client.http import Client
 from tricklab.sweep_report import format_table
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 130
 DONE = ("succeeded", "failed", "cancelled")
 
 
@@ -58,8 +58,6 @@ def watch_sweep(c: Client, sweep_id: str, poll: float = 2.0) -> int:
 
 
 def cmd_sweep(c: Client, a: argparse.Namespace) -> int:
-    from tricklab.cli import load_file  # the CLI's own reader (.json / .yaml, readable errors)
-
     body = load_file(a.file)
     if a.max_concurrent is not None:
         body["max_concurrent"] = a.max_concurrent

@@ -6,14 +6,14 @@ import sys
 import time
 from typing import Any
 
-from tricklab.cli_util import (
+from tricklab.client.cli_util import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
     _duration,
     _ep,
 )
-from tricklab.client import TERMINAL, ApiError, Client, ConnectionError
+from tricklab.client.http import TERMINAL, ApiError, Client, ConnectionError
 
 # --------------------------------------------------------------------- progress
 

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from tricklab.cli_util import (
+from tricklab.client.cli_util import (
     EXIT_OK,
     UsageError,
     _num,
@@ -18,7 +18,7 @@ from tricklab.cli_util import (
     load_file,
     validate_spec,
 )
-from tricklab.client import ApiError, Client
+from tricklab.client.http import ApiError, Client
 
 
 def cmd_curves(c: Client, a: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def cmd_curves(c: Client, a: argparse.Namespace) -> int:
         if a.csv != "-":
             _out(f"wrote {a.csv}")
     if a.png:
-        from tricklab.plots import plot_curves
+        from tricklab.client.plots import plot_curves
 
         job = c.get(a.id)
         plot_curves(cur, a.png, title=job.get("name") or a.id)
@@ -67,7 +67,7 @@ def cmd_curves(c: Client, a: argparse.Namespace) -> int:
 def cmd_lr(c: Client, a: argparse.Namespace) -> int:
     res = c.lr(a.id)
     if a.png:
-        from tricklab.plots import plot_lr
+        from tricklab.client.plots import plot_lr
 
         name = c.get(a.id).get("name") or a.id
         plot_lr(res.get("planned"), res.get("actual"), a.png, log_y=a.log, title=f"lr: {name}")
@@ -135,7 +135,7 @@ def cmd_preview(c: Client, a: argparse.Namespace) -> int:
     steps, lrs = list(res["step"]), list(res["lr"])
     total = res.get("total_steps", len(steps))
     if a.png:
-        from tricklab.plots import plot_lr
+        from tricklab.client.plots import plot_lr
 
         kind = sched.get("decay", {}).get("kind", "cosine")
         title = f"{'warm-up + ' if sched.get('warmup') else ''}{kind}: lr {lr:g}, {epochs} epochs × {spe} steps"
@@ -185,7 +185,7 @@ def cmd_compare(c: Client, a: argparse.Namespace) -> int:
         )
     _table(rows, ["ID", "NAME", "STATUS", f"LAST {a.metric}", f"BEST {a.metric}"])
     if a.png:
-        from tricklab.plots import plot_compare
+        from tricklab.client.plots import plot_compare
 
         plot_compare(runs, a.metric, a.x, a.png)
         _out(f"wrote {a.png}")

@@ -222,7 +222,7 @@ def _check_binary(redis: Any) -> None:
         return
     if decodes:
         raise ValueError(
-            "tricklab.series needs a Redis client with decode_responses=False "
+            "tricklab.server.series needs a Redis client with decode_responses=False "
             "(series are binary); make a second client for it"
         )
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from tricklab.cli_curves import cmd_compare, cmd_curves, cmd_lr, cmd_preview
-from tricklab.cli_util import (
+from tricklab.client.cli_curves import cmd_compare, cmd_curves, cmd_lr, cmd_preview
+from tricklab.client.cli_sweeps import add_sweep_commands  # sweep, sweep-report, sweep-cancel
+from tricklab.client.cli_util import (
     EPILOG,
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -28,8 +30,8 @@ from tricklab.cli_util import (
     load_file,
     validate_spec,
 )
-from tricklab.client import ApiError, Client, jobs_of
-from tricklab.watch import Progress, _outcome_line, watch_job  # noqa: F401 - Progress: tests import it from here
+from tricklab.client.http import ApiError, Client, jobs_of
+from tricklab.client.watch import Progress, _outcome_line, watch_job  # noqa: F401 - Progress: tests import it from here
 
 # --------------------------------------------------------------------- commands
 
@@ -172,26 +174,28 @@ def cmd_model(c: Client, a: argparse.Namespace) -> int:
 
 
 def _passthrough(name: str, rest: list[str]) -> int:
-    """`up`, `worker`, `keys`: hand the remaining arguments to the module that owns them."""
+    """`up`, `worker`, `keys`: hand the remaining arguments to the program that owns them.
+
+    `worker` and `keys` are server-side programs: they run as their own process
+    (`python -m MODULE`), so the client package never imports the server's.
+    """
+    if name == "up":
+        from tricklab.client.up import main as run
+
+        rc = run(rest)
+        return rc if isinstance(rc, int) else EXIT_OK
+    module = SERVER_PROGRAMS[name]
     try:
-        if name == "up":
-            from tricklab.up import main as run
-        elif name == "worker":
-            from worker.launch import main as run
-        else:
-            from tricklab.keys import main as run
-    except ImportError as e:
-        what = {"up": "tricklab.up", "worker": "worker.launch", "keys": "tricklab.keys"}[name]
-        print(
-            f"tricklab {name}: not available yet ({what} cannot be imported: {e})", file=sys.stderr
-        )
-        return EXIT_FAILED
-    rc = run(rest)
-    return rc if isinstance(rc, int) else EXIT_OK
+        return subprocess.call([sys.executable, "-m", module, *rest])
+    except KeyboardInterrupt:  # the child got the same SIGINT and stops on its own
+        return EXIT_CANCELLED
+
+
+SERVER_PROGRAMS = {"worker": "worker.launch", "keys": "tricklab.server.apikeys"}
 
 
 PASSTHROUGH = {
-    "up": "start embedded redis + worker + API (what `make up` runs); options go to tricklab.up",
+    "up": "start embedded redis + worker + API (what `make up` runs); options go to tricklab.client.up",
     "worker": "start a worker process: tricklab worker --gpus 0,1 ...; options go to worker.launch",
     "keys": "manage API keys: tricklab keys create NAME",
 }
@@ -287,8 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name")
 
     add("datasets", cmd_datasets, "list built-in and uploaded datasets")
-
-    from tricklab.cli_sweeps import add_sweep_commands  # sweep, sweep-report, sweep-cancel
 
     add_sweep_commands(add)
     s = add("model", cmd_model, "download a succeeded job's weights (safetensors)")

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from tricklab.store import STATUSES, Store
+from tricklab.server.store import STATUSES, Store
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Keys (P = settings.key_prefix):
   P:job:{id}                 hash  the job record (JSON fields stored as JSON strings)
   P:job:{id}:ev              stream  the job's events (status, progress, metrics), capped
-  P:job:{id}:s:*             metric series (tricklab.series)
+  P:job:{id}:s:*             metric series (tricklab.server.series)
   P:t:{tenant}:jobs          zset  every job id of a tenant (score 0; ids sort by time)
   P:t:{tenant}:jobs:{status} zset  the same, one per status
   P:events                   stream  status changes of all jobs (dashboards), capped
@@ -246,7 +246,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
 
 
 def connect(url: str, *, decode: bool = True) -> redis.Redis:
-    """A sync client: text (for Store) or bytes (decode=False, for tricklab.series)."""
+    """A sync client: text (for Store) or bytes (decode=False, for tricklab.server.series)."""
     return redis.Redis.from_url(
         url, decode_responses=decode, retry_on_timeout=False, **CLIENT_OPTIONS
     )

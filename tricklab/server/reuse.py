@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Any
 
-from tricklab.store import Store
+from tricklab.server.store import Store
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
