@@ -3,7 +3,7 @@
 The loop calls these only at log points and epoch ends (never per step), so a
 callback may do I/O (write to Redis, print) without slowing training. The worker
 subclasses `Callbacks`; tests use `CompositeCallbacks` to stack a recorder on
-top of a stopper.
+top of a stopper. `progress` builds the progress dict they receive.
 """
 
 from __future__ import annotations
@@ -34,6 +34,22 @@ class Callbacks:
     def should_stop(self) -> StopRequest:
         """Polled at each log point: None to go on, "cancel" to stop, "preempt" to checkpoint and stop."""
         return None
+
+
+def progress(
+    step: int, total_steps: int, epoch: int, epochs: int, done: int, secs: float, batch_size: int
+) -> dict[str, Any]:
+    """What `on_log` / `on_epoch_end` get as `progress`; `done` updates in `secs` give the rate."""
+    rate = done / secs if secs > 0 else 0.0
+    return {
+        "epoch": epoch,
+        "epochs": epochs,
+        "step": step,
+        "total_steps": total_steps,
+        "fraction": step / total_steps,
+        "eta_seconds": (total_steps - step) / rate if rate > 0 else None,
+        "samples_per_second": rate * batch_size,
+    }
 
 
 class CompositeCallbacks(Callbacks):

@@ -11,26 +11,32 @@ Suggested lr (the rule is returned with it): the lr where the smoothed loss
 falls fastest, i.e. the most negative d s / d log10(lr), looking only at points
 before the smoothed loss's minimum (fastai's "steep" suggestion). When fewer
 than 3 such points exist, it falls back to (lr at the minimum) / 10.
+
+Each update is the training loop's own (`tricks.step.Stepper`: the same
+augmentation, mixing, label-smoothing targets, penalties, clipping and fp16 grad
+scaling), on a throwaway model and optimizer, read back after every step since
+the stop rule needs each loss. A "cancel" ends the test as "cancelled", a
+"preempt" as "preempted" (the worker re-queues it; having no checkpoint, it
+starts again from step 0; being seeded, it draws the same curve on the CPU).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tricks.augment import augment_batch
-from tricks.callbacks import Callbacks
+from tricks.callbacks import Callbacks, progress
 from tricks.data import Dataset
-from tricks.mixup import mix_batch, smooth_targets, soft_cross_entropy
+from tricks.device import autocast, grad_scaler, pick_device, pick_precision
 from tricks.models import build_model
-from tricks.regularization import build_optimizer, penalty
+from tricks.regularization import build_optimizer
+from tricks.result import TrainResult, check_stop
 from tricks.spec import JobSpec, LRRangeSpec, steps_per_epoch
+from tricks.step import Stepper
 
 RULE_STEEP = "steepest descent of the smoothed loss vs log10(lr), before its minimum"
 RULE_MIN = "lr at the minimum of the smoothed loss / 10"
@@ -53,31 +59,30 @@ def lr_range_test(
     callbacks: Callbacks | None = None,
     *,
     device: str | None = None,
-):
+) -> TrainResult:
     """Run the range test for `spec` (task lr_range_test); a TrainResult with `lr_range` set."""
-    from tricks.train import TrainResult, autocast, pick_device, pick_precision
-
     cb = callbacks if callbacks is not None else Callbacks()
     rs = spec.lr_range or LRRangeSpec()
-    tr, reg = spec.training, spec.regularization
+    tr = spec.training
     dev = pick_device(device or tr.device)
     precision = pick_precision(tr.precision, dev)
-    amp = autocast(dev, precision)
 
     data = dataset.to(dev)
-    X, Y, K, kind = data.x_train, data.y_train, data.num_classes, data.kind
-    n = X.shape[0]
+    n = data.x_train.shape[0]
     spe, bs = steps_per_epoch(n, tr.batch_size), min(tr.batch_size, n)
-    mixing = reg.mixup is not None or (reg.cutmix is not None and kind == "image")
+    epochs = math.ceil(rs.steps / spe)
     torch.manual_seed(tr.seed)
-    model = build_model(spec.model, tuple(data.input_shape), K, reg.dropout).to(dev)
+    dropout = spec.regularization.dropout
+    model = build_model(spec.model, tuple(data.input_shape), data.num_classes, dropout).to(dev)
     opt = build_optimizer(spec.optimizer, model)  # throwaway, like the model
     gen = torch.Generator(device=dev).manual_seed(tr.seed)
+    scaler, amp = grad_scaler(dev, precision), autocast(dev, precision)
+    stepper = Stepper(spec, data, model, opt, scaler, gen, amp, read_every=1)
     cb.on_start(
         {
             "total_steps": rs.steps,
             "steps_per_epoch": spe,
-            "epochs": math.ceil(rs.steps / spe),
+            "epochs": epochs,
             "device": str(dev),
             "precision": precision,
             "resumed_from_step": None,
@@ -93,34 +98,13 @@ def lr_range_test(
     }
     avg, best, diverged_at = 0.0, math.inf, None
     t0 = time.perf_counter()
-    model.train()
-    perm = torch.randperm(n, generator=gen, device=dev)
     for i in range(rs.steps):
         lr = rs.min_lr * ratio ** (i / (rs.steps - 1))
-        for g in opt.param_groups:
-            g["lr"] = lr
         b = i % spe
-        if b == 0 and i > 0:
-            perm = torch.randperm(n, generator=gen, device=dev)
-        idx = perm[b * bs : (b + 1) * bs]
-        x, y = X[idx], Y[idx]
-        if reg.augment is not None:
-            x = augment_batch(x, reg.augment, kind, gen)
-        if mixing:
-            x, target = mix_batch(x, smooth_targets(y, K, reg.label_smoothing), reg, kind, gen)
-        with amp or contextlib.nullcontext():
-            logits = model(x).float()
-        if mixing:
-            loss = soft_cross_entropy(logits, target)
-        else:
-            loss = F.cross_entropy(logits, y, label_smoothing=reg.label_smoothing)
-        objective = loss + penalty(model, reg.l1, reg.l2) if (reg.l1 or reg.l2) else loss
-        objective.backward()
-        if tr.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        value = loss.item()  # note: a host sync every step; the stop rule needs each loss
+        if b == 0:
+            stepper.start_epoch(None, None)  # a fresh permutation (and mixing plan)
+        stepper.step(lr, i, b)
+        value, _, _ = stepper.read()  # note: a host sync every step; the stop rule needs each loss
         if not math.isfinite(value):
             diverged_at = lr
             break
@@ -134,18 +118,12 @@ def lr_range_test(
             history[name]["value"].append(v)
         if (i + 1) % tr.log_every == 0:
             secs = time.perf_counter() - t0
-            progress = {
-                "epoch": i // spe,
-                "epochs": math.ceil(rs.steps / spe),
-                "step": i + 1,
-                "total_steps": rs.steps,
-                "fraction": (i + 1) / rs.steps,
-                "eta_seconds": secs / (i + 1) * (rs.steps - i - 1),
-                "samples_per_second": (i + 1) * bs / secs if secs > 0 else 0.0,
-            }
-            cb.on_log(i, {"train_loss": value, "lr": lr, "smoothed_loss": s}, progress)
-            if cb.should_stop() is not None:
-                return TrainResult(status="cancelled", steps=i + 1, history=history)
+            at = progress(i + 1, rs.steps, i // spe, epochs, i + 1, secs, bs)
+            cb.on_log(i, {"train_loss": value, "lr": lr, "smoothed_loss": s}, at)
+            # no time budget: the test is `lr_range.steps` long and has no checkpoint to resume
+            stop = check_stop(cb, None, 0.0, t0)
+            if stop is not None:
+                return TrainResult(status=stop[0], steps=i + 1, history=history)
         best = min(best, s)
         if s > rs.diverge_factor * best:
             diverged_at = lr

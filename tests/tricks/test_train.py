@@ -1,31 +1,24 @@
 """The training loop on real data (digits, CPU): accuracy, determinism, exact resume,
-divergence / cancel / preempt / time limit, the logged lr, ECE, checkpoints, the
-LR range test and the `python -m tricks run` command."""
+divergence / cancel / preempt / time limit / out of memory, the logged lr and
+checkpoints. The step itself: test_step.py; the LR range test: test_lr_find.py;
+ECE: test_evaluate.py; `python -m tricks run`: test_main.py."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+import tricks.step as step_mod
 import tricks.train as train_mod
 from tricks import checkpoint as ckpt
 from tricks.callbacks import Callbacks, CompositeCallbacks
 from tricks.data import load_dataset
-from tricks.evaluate import expected_calibration_error
-from tricks.models import build_model
-from tricks.regularization import penalty
 from tricks.schedules import lr_at
 from tricks.spec import JobSpec, ScheduleSpec, steps_per_epoch
 from tricks.train import train
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # every trick that draws random numbers, so resume must restore every RNG
 TRICKS = {
@@ -258,104 +251,14 @@ def test_early_stopping_stops_and_resume_does_not_restart(digits, tmp_path):
     assert again.epochs_run == 2 and again.history == r.history
 
 
-# ------------------------------------------------------------- pieces
-
-
-def test_ece_hand_computed():
-    # confidences 0.91 (right) and 0.92 (wrong) share bin (13/15, 14/15]; 0.62 (wrong) is alone
-    probs = torch.tensor([[0.91, 0.09], [0.08, 0.92], [0.62, 0.38]])
-    labels = torch.tensor([0, 0, 1])
-    want = 2 / 3 * abs(0.5 - 0.915) + 1 / 3 * 0.62
-    assert expected_calibration_error(probs, labels).item() == pytest.approx(want, abs=1e-6)
-    # perfectly calibrated: 4 predictions at 0.75, 3 right
-    probs = torch.tensor([[0.75, 0.25]] * 4)
-    assert expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])).item() == pytest.approx(
-        0.0, abs=1e-6
-    )
-
-
-def test_penalty_gradients_match_autograd_of_penalty():
-    spec = JobSpec(data={"dataset": "digits"}, model={"hidden": [16, 8]})
-    torch.manual_seed(0)
-    a = build_model(spec.model, (1, 8, 8), 10, 0.0)
-    b = build_model(spec.model, (1, 8, 8), 10, 0.0)
-    b.load_state_dict(a.state_dict())
-    x, y = torch.randn(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
-    (torch.nn.functional.cross_entropy(a(x), y) + penalty(a, 1e-3, 1e-2)).backward()
-    torch.nn.functional.cross_entropy(b(x), y).backward()
-    train_mod._add_penalty_grads([p for p in b.parameters() if p.ndim >= 2], 1e-3, 1e-2)
-    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa.grad, pb.grad)
-
-
-def test_lr_range_test_suggests_below_divergence(digits):
-    spec = JobSpec(
-        task="lr_range_test",
-        data={"dataset": "digits"},
-        model={"hidden": [64], "batch_norm": False},
-        lr_range={"min_lr": 1e-5, "max_lr": 10.0, "steps": 80},
-    )
-    r = train(spec, digits).lr_range
-    assert r["stopped_early"] and r["diverged_at_lr"] is not None
-    assert 1e-5 <= r["suggested_lr"] < r["diverged_at_lr"] <= 10.0
-    assert r["rule"]
-    assert len(r["lrs"]) == len(r["losses"]) == len(r["smoothed"]) < 80
-    assert r["lrs"][0] == pytest.approx(1e-5)
-    ratios = [b / a for a, b in zip(r["lrs"], r["lrs"][1:], strict=False)]
-    assert max(ratios) == pytest.approx(min(ratios))  # exponential ramp
-
-
-# ------------------------------------------------------------------ the CLI
-
-
-@pytest.mark.slow
-def test_cli_runs_a_spec_and_writes_curves(tmp_path):
-    spec = {"data": {"dataset": "digits"}, "model": {"hidden": [32]}, "training": {"epochs": 2}}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    out = tmp_path / "curves.json"
-    p = subprocess.run(
-        [sys.executable, "-m", "tricks", "run", str(tmp_path / "spec.json"), "--out", str(out)]
-        + ["--device", "cpu"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("epoch")]
-    assert len(lines) == 2
-    for word in ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_ece"):
-        assert f" {word} " in lines[0]
-    curves = json.loads(out.read_text())
-    assert curves["status"] == "succeeded" and curves["best"]["val_acc"] > 0.5
-    assert len(curves["history"]["val_acc"]["step"]) == 2
-
-    (tmp_path / "bad.yaml").write_text("data: {dataset: digits}\noptimizer: {lr: -1}\n")
-    p = subprocess.run(
-        [sys.executable, "-m", "tricks", "run", str(tmp_path / "bad.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert p.returncode == 2
-    assert re.search(r"^optimizer\.lr: ", p.stderr, re.M), p.stderr
-
-
 def test_out_of_memory_fails_with_type_oom(digits, monkeypatch):
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train_mod, "augment_batch", no_memory)  # as the CUDA allocator would
+    monkeypatch.setattr(step_mod, "augment_batch", no_memory)  # as the CUDA allocator would
     r = train(make_spec(), digits)
     assert r.status == "failed" and r.error["type"] == "oom"
     assert "batch_size" in r.error["message"]
-
-
-def test_precision_is_fp32_off_cuda():
-    cpu = torch.device("cpu")
-    assert train_mod.pick_device("cpu") == cpu
-    assert {train_mod.pick_precision(p, cpu) for p in ("auto", "fp32", "bf16", "fp16")} == {"fp32"}
 
 
 def test_large_logit_buffers_fall_back_to_per_step_argmax(digits, monkeypatch):
@@ -363,19 +266,5 @@ def test_large_logit_buffers_fall_back_to_per_step_argmax(digits, monkeypatch):
         update={"regularization": JobSpec(data={"dataset": "digits"}).regularization}
     )
     kept = train(spec, digits)
-    monkeypatch.setattr(train_mod, "LOGIT_BUFFER", 0)
+    monkeypatch.setattr(step_mod, "LOGIT_BUFFER", 0)
     same_result(kept, train(spec, digits))
-
-
-def test_smoothed_probability_targets_follow_torch_label_smoothing():
-    # the loop uses F.cross_entropy(logits, smooth_targets(...)[y]) for speed; it must be
-    # torch's label_smoothing (ε/K convention) exactly
-    from tricks.mixup import smooth_targets
-
-    torch.manual_seed(0)
-    logits, y = torch.randn(32, 10), torch.randint(0, 10, (32,))
-    table = smooth_targets(torch.arange(10), 10, 0.1)
-    torch.testing.assert_close(
-        torch.nn.functional.cross_entropy(logits, table[y]),
-        torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1),
-    )

@@ -1,0 +1,196 @@
+"""One optimizer update, the same for the training loop and the LR range test.
+
+    set lr → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
+
+The data lives on the device and an epoch's batches are slices of a seeded
+`torch.randperm` (the last partial batch is dropped). Batches are gathered,
+augmented and mixed a chunk at a time: the batches up to the next read (see
+below) or the epoch's end, at most CHUNK_ELEMS numbers. The per-sample draws
+and ops are those of one batch at a time, with the fixed cost of each op paid
+once per chunk instead of once per step; a step then takes its slice.
+
+The loss takes soft targets when mixup/CutMix or label smoothing is on: rows of
+the table (1−ε)·onehot(k) + ε/K (`tricks.mixup.smooth_targets`, torch's
+label-smoothing convention, Szegedy et al. 2016), mixed like the inputs.
+L1/L2 penalties are added to the gradients directly (`add_penalty_grads`), or
+through autograd when an fp16 grad scaler must scale them with the loss.
+
+Nothing in a step talks to the host: the loss sum and each step's logits stay
+on the device until `read()`, the one host sync of a log interval. The caller
+reads every `read_every` steps and at each epoch's last batch; a chunk never
+crosses a read, so a checkpoint taken at a read starts a fresh chunk and a
+resumed run draws exactly what the uninterrupted one drew.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tricks.augment import augment_batch
+from tricks.data import Dataset
+from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
+from tricks.regularization import penalty
+from tricks.spec import JobSpec, steps_per_epoch
+
+LOGIT_BUFFER = 1 << 22  # keep a log interval's logits when they are at most 4M numbers
+CHUNK_ELEMS = 1 << 16  # inputs gathered (augmented, mixed) at once: batches of at most 64k numbers
+
+
+class Stepper:
+    """Makes the optimizer updates of a run and keeps what they leave for the next `read()`."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        data: Dataset,  # already on the device
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler | None,
+        gen: torch.Generator,  # order, augment, mix
+        amp: AbstractContextManager | None,  # None in fp32: no `with` per step
+        read_every: int,
+    ) -> None:
+        tr, reg = spec.training, spec.regularization
+        self.model, self.opt, self.scaler, self.gen, self.amp = model, opt, scaler, gen, amp
+        self.X, self.Y, self.K, self.kind = data.x_train, data.y_train, data.num_classes, data.kind
+        self.dev, n = self.X.device, self.X.shape[0]
+        self.spe, self.bs = steps_per_epoch(n, tr.batch_size), min(tr.batch_size, n)
+        self.reg, self.eps, self.clip = reg, reg.label_smoothing, tr.grad_clip
+        self.l1, self.l2, self.penalize = reg.l1, reg.l2, bool(reg.l1 or reg.l2)
+        self.mixing = reg.mixup is not None or (reg.cutmix is not None and self.kind == "image")
+        self.soft = self.mixing or bool(self.eps)  # the loss takes soft targets
+        self.groups = opt.param_groups  # note: build after opt.load_state_dict, which replaces them
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.weights = [p for p in self.params if p.ndim >= 2]  # what l1/l2 penalize
+        self.smooth = smooth_targets(torch.arange(self.K, device=self.dev), self.K, self.eps)
+        self.read_every = read_every
+        self.chunk_batches = max(1, CHUNK_ELEMS // (self.bs * math.prod(self.X.shape[1:])))
+        # until a read: the loss sum, and each step's logits kept by reference (no tensor op
+        # per step; argmax waits for the read) or, when they would take much memory, its
+        # predictions; with mixing, the majority label of each mixed target (what train_acc counts)
+        rows = min(read_every, self.spe)
+        self.loss_sum = torch.zeros((), device=self.dev)
+        self.keep_logits = rows * self.bs * self.K <= LOGIT_BUFFER
+        self.kept: list[torch.Tensor] = []
+        shape = (rows, self.bs) if self.mixing else (0, self.bs)
+        self.labels = torch.empty(shape, dtype=torch.long, device=self.dev)
+        # the current chunk: its inputs (and soft targets), its length, the next batch in it
+        # and the batch after its last (where the next read is, at the latest)
+        self.xc, self.n_chunk, self.r, self.end = self.X, 0, 0, 0
+        self.tc: torch.Tensor | None = None
+
+    def start_epoch(
+        self, perm: torch.Tensor | None, mix_seed: int | None
+    ) -> tuple[torch.Tensor, int | None]:
+        """The epoch's batch order and mixing plan: drawn now, or restored from a checkpoint."""
+        if perm is None:
+            perm = torch.randperm(self.X.shape[0], generator=self.gen, device=self.dev)
+        if self.mixing:  # the epoch's λs, coins and boxes: one host sync per epoch, not per step
+            if mix_seed is None:
+                mix_seed = draw_seed(self.gen)
+            hw = tuple(self.X.shape[-2:]) if self.kind == "image" else None
+            rng = np.random.default_rng(mix_seed)
+            self.plan = plan_mixing(self.reg, self.kind, hw, self.spe, rng)
+            self.lams = plan_lambdas(self.plan, self.dev)
+        self.perm = perm
+        self.Yp = self.Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
+        self.model.train()
+        return perm, mix_seed
+
+    def _next_chunk(self, step: int, batch: int) -> None:
+        """Gather, augment and mix the batches from `batch` up to the next read at most."""
+        bs, n = self.bs, min(self.chunk_batches, self.read_every - step % self.read_every)
+        n = min(n, self.spe - batch)
+        lo, hi = batch * bs, (batch + n) * bs
+        xc = self.X[self.perm[lo:hi]]
+        if self.reg.augment is not None:
+            xc = augment_batch(xc, self.reg.augment, self.kind, self.gen)
+        if self.mixing:
+            plan, lams = self.plan[batch : batch + n], self.lams[batch : batch + n]
+            xc, tc = mix_batches(xc, self.smooth[self.Yp[lo:hi]], plan, lams, self.gen)
+            row = len(self.kept)  # steps since the last read
+            torch.argmax(tc.view(n, bs, self.K), 2, out=self.labels[row : row + n])
+            self.tc = tc
+        elif self.eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
+            self.tc = self.smooth[self.Yp[lo:hi]]
+        self.xc, self.n_chunk, self.r, self.end = xc, n, 0, batch + n
+
+    def step(self, lr: float, step: int, batch: int) -> None:
+        """Update number `step` (0-based), on batch `batch` of the epoch; no host sync."""
+        for g in self.groups:
+            g["lr"] = lr
+        if self.r == self.n_chunk:
+            self._next_chunk(step, batch)
+        bs, r, model, scaler = self.bs, self.r, self.model, self.scaler
+        x = self.xc[r * bs : (r + 1) * bs]
+        if self.amp is None:
+            logits = model(x)
+        else:
+            with self.amp:
+                logits = model(x)
+            logits = logits.float()  # autocast: the loss in fp32
+        if self.soft:  # soft targets: mean of −Σ target·log_softmax(logits)
+            loss = F.cross_entropy(logits, self.tc[r * bs : (r + 1) * bs])
+        else:
+            loss = F.cross_entropy(logits, self.Yp[batch * bs : (batch + 1) * bs])
+        if self.penalize and scaler is not None:
+            scaler.scale(loss + penalty(model, self.l1, self.l2)).backward()
+        elif scaler is not None:
+            scaler.scale(loss).backward()
+        else:
+            loss.backward()
+            if self.penalize:  # d/dw of l1·Σ|w| + l2·Σw², added in place of autograd
+                add_penalty_grads(self.weights, self.l1, self.l2)
+        if self.clip is not None:
+            if scaler is not None:
+                scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        if scaler is not None:
+            scaler.step(self.opt)
+            scaler.update()
+        else:
+            self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss_sum += loss.detach()
+        self.kept.append(logits.detach() if self.keep_logits else logits.detach().argmax(dim=1))
+        self.r += 1
+
+    def read(self) -> tuple[float, int, int]:
+        """(loss summed over the steps since the last read, correct predictions, steps)."""
+        assert self.r == self.n_chunk, "a read ends a chunk"
+        row, end, bs = len(self.kept), self.end, self.bs
+        if self.mixing:
+            truth = self.labels[:row]
+        else:
+            truth = self.Yp[(end - row) * bs : end * bs].view(row, bs)
+        preds = torch.stack(self.kept)
+        hits = (preds.argmax(dim=2) if self.keep_logits else preds) == truth
+        self.kept.clear()
+        loss_sum, n_correct = self.loss_sum.item(), int(hits.sum())  # note: host sync
+        self.loss_sum.zero_()
+        return loss_sum, n_correct, row
+
+
+def add_penalty_grads(weights: list[torch.Tensor], l1: float, l2: float) -> None:
+    """grad += l1·sign(w) + 2·l2·w: the gradient of regularization.penalty, without its graph.
+
+    Same values as backpropagating `loss + penalty(model, l1, l2)` (torch's |w|
+    has subgradient 0 at 0, as sign does) at a fraction of the cost: a few
+    fused foreach ops instead of a sum and a backward node per weight.
+    """
+    with torch.no_grad():
+        grads = []
+        for w in weights:
+            if w.grad is None:  # a weight the loss did not use still feels the penalty
+                w.grad = torch.zeros_like(w)
+            grads.append(w.grad)
+        if l1:
+            torch._foreach_add_(grads, torch._foreach_sign(weights), alpha=l1)
+        if l2:
+            torch._foreach_add_(grads, weights, alpha=2 * l2)
