@@ -22,7 +22,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
+from tricklab.server import scripts
 from tricklab.server.apikeys import LIMIT_FIELDS, KeyRing
+from tricklab.server.keyspace import Keyspace
 from tricklab.settings import Settings
 
 log = logging.getLogger("tricklab.api")
@@ -32,20 +34,6 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tricklab"'}
 
 # Refill `rate` tokens a second up to `burst`; take one. -> {allowed, seconds to wait}.
 # Redis' own clock, so several API processes share one bucket consistently.
-_BUCKET = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(h[1]) or burst
-local ts = tonumber(h[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local ok, wait = 0, 0
-if tokens >= 1 then tokens = tokens - 1; ok = 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {ok, tostring(wait)}
-"""
 
 
 @dataclass(frozen=True)
@@ -95,7 +83,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Set up key checks and the rate limiter; warn loudly when the API starts open."""
     app.state.auth_required = auth_required(settings)
     app.state.keyring = KeyRing(app.state.redis, settings.key_prefix)
-    app.state.rate_bucket = app.state.redis.register_script(_BUCKET)
+    app.state.rate_bucket = scripts.register(app.state.redis, "rate_bucket")
     if not app.state.auth_required:
         _key_optional_in_openapi(app)
         why = (
@@ -195,7 +183,8 @@ def _take_token(request: Request, p: Principal) -> None:
     rate, burst = p.limits.rate_limit_per_s, p.limits.rate_limit_burst
     if rate <= 0 or burst <= 0:
         return
-    key = f"{request.app.state.settings.key_prefix}:rl:{p.key_id}"
+    assert p.key_id is not None  # only requests that sent a key get here
+    key = Keyspace(request.app.state.settings.key_prefix).rate_bucket(p.key_id)
     ok, wait = request.app.state.rate_bucket(keys=[key], args=[rate, burst])
     if int(ok) != 1:
         retry = max(1, int(float(wait) + 0.999))

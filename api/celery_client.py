@@ -6,8 +6,6 @@ from celery import Celery
 
 from tricklab.settings import Settings
 
-TRAIN_TASK = "tricklab.train"
-
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("tricklab-api", broker=settings.redis_url, set_as_current=False)
@@ -21,8 +19,3 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 2},
     )
     return app
-
-
-def enqueue_training(celery: Celery, job_id: str, queue: str) -> None:
-    """Publish the training task for job_id on queue ("cpu" or "gpu")."""
-    celery.send_task(TRAIN_TASK, args=[job_id], queue=queue, retry=False)

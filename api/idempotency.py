@@ -23,16 +23,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import TenantDep
 from api.errors import ApiError
+from tricklab.server import scripts
+from tricklab.server.keyspace import Keyspace
 
 PENDING_TTL_S = 60
 MAX_KEY_CHARS = 255
 HEADER = "Idempotency-Key"
 
 # Delete KEYS[1] only while it still holds our pending marker ARGV[1].
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def body_hash(body: Any) -> str:
@@ -73,7 +71,8 @@ class Idempotency:
                 [{"loc": ["header", HEADER], "msg": "1-255 printable characters"}],
             )
         name = hashlib.sha256(idem_key.encode()).hexdigest()
-        claim = cls(r, f"{prefix}:t:{tenant}:idem:{scope}:{name}", body_hash(body), ttl_s)
+        key = Keyspace(prefix).idempotency(tenant, scope, name)
+        claim = cls(r, key, body_hash(body), ttl_s)
         for _ in range(3):  # a marker may expire between SET NX and GET
             if r.set(claim.key, claim.pending, nx=True, ex=PENDING_TTL_S):
                 return claim
@@ -108,7 +107,7 @@ class Idempotency:
     def release(self) -> None:
         """Forget a claim whose request failed (only while it is still our pending marker)."""
         try:
-            self.r.eval(_RELEASE, 1, self.key, self.pending)
+            scripts.register(self.r, "delete_if_equal")(keys=[self.key], args=[self.pending])
         except redis.RedisError:
             pass  # it expires after PENDING_TTL_S anyway
 

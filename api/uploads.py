@@ -15,20 +15,21 @@ from typing import Any
 import numpy as np
 import redis
 
+from tricklab.server.keyspace import Keyspace
 from tricklab.server.store import iso
 
 
 class DatasetRepo:
     def __init__(self, r: redis.Redis, prefix: str, datasets_dir: Path) -> None:
         self.r = r
-        self.p = prefix
+        self.keys = Keyspace(prefix)
         self.dir = datasets_dir
 
     def key(self, ds_id: str) -> str:
-        return f"{self.p}:ds:{ds_id}"
+        return self.keys.dataset(ds_id)
 
     def tenant_key(self, tenant: str) -> str:
-        return f"{self.p}:t:{tenant}:datasets"
+        return self.keys.datasets(tenant)
 
     def path(self, ds_id: str) -> Path:
         return self.dir / f"{ds_id}.npz"

@@ -27,6 +27,8 @@ from typing import Any
 
 from celery import signals
 
+from tricklab.contract import TRAIN_TASK
+from tricklab.server.store import Requeued
 from tricklab.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,8 @@ class _Heartbeat(threading.Thread):
         self.info = {"queues": queues, "gpus": visible_gpus(), "pid": os.getpid()}
 
     def store(self) -> Any:
-        from tricklab.server.store import Store, connect
+        from tricklab.server.connection import connect
+        from tricklab.server.store import Store
 
         s = get_settings()
         return Store(connect(s.redis_url), s.key_prefix, s.events_maxlen)
@@ -152,10 +155,10 @@ class _Heartbeat(threading.Thread):
         ids = store.running_jobs()
         for job in store.get_jobs(ids) if ids else []:
             if job.get("lease_until") and job["lease_until"] < now:
-                if store.requeue(job["id"], None, "lease expired") == 1:
+                if store.requeue(job["id"], None, "lease expired") == Requeued.REQUEUED:
                     log.warning("job %s: lease expired; re-queued", job["id"])
                     self.app.send_task(
-                        "tricklab.train", args=[job["id"]], queue=job.get("queue") or "cpu"
+                        TRAIN_TASK, args=[job["id"]], queue=job.get("queue") or "cpu"
                     )
 
 

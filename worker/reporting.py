@@ -30,7 +30,7 @@ from typing import Any
 import redis
 
 from tricklab.server.series import SeriesWriter
-from tricklab.server.store import Store
+from tricklab.server.store import Beat, Store
 from tricks.callbacks import Callbacks, StopRequest
 
 log = logging.getLogger(__name__)
@@ -234,12 +234,12 @@ class Reporter(Callbacks):
         self._apply(self.store.heartbeat(self.job_id, self.attempt, lease_s=self.lease_s))
 
     def _apply(self, answer: Any) -> None:
-        answer = int(answer)
-        if answer == 2 and self.stop is None:
+        answer = Beat(int(answer))
+        if answer == Beat.CANCEL and self.stop is None:
             log.info("job %s: cancel requested", self.job_id)
             self.cancelled = True
             self.stop = "cancel"
-        elif answer == -1 and not self.fenced:
+        elif answer == Beat.FENCED and not self.fenced:
             log.warning("job %s: attempt %s was fenced out; stopping", self.job_id, self.attempt)
             self.fenced = True
             self.stop = "preempt"

@@ -1,4 +1,4 @@
-"""What one delivery of "tricklab.train" does: claim → load → train → save → finish.
+"""What one delivery of the training task (tricklab.contract.TRAIN_TASK) does: claim → load → train → save → finish.
 
 Every write is fenced on the attempt number from the claim (tricklab.server.store), so a
 late or duplicate delivery, or an attempt that lost its lease, cannot overwrite a
@@ -15,9 +15,13 @@ from typing import Any
 
 import redis
 
+from tricklab.contract import TRAIN_TASK, JobStatus
+from tricklab.procs import pid_alive
 from tricklab.server import telemetry
-from tricklab.server.logs import flush_job_log, set_attempt
-from tricklab.server.store import JobNotFound, Store, connect
+from tricklab.server.connection import connect
+from tricklab.server.joblog import flush_job_log
+from tricklab.server.logs import set_attempt
+from tricklab.server.store import JobNotFound, Requeued, Store
 from tricklab.settings import get_settings
 from worker import followups, lifecycle
 from worker.reporting import LeaseKeeper, Reporter, jsonable
@@ -73,8 +77,8 @@ def _claim_after_holder(store: Store, job_id: str, worker: str) -> tuple[int, st
     s = get_settings()
     job = store.get_job(job_id)
     holder_pid = int(job.get("worker_pid") or 0)
-    if job.get("worker") == worker and holder_pid and not _pid_alive(holder_pid):
-        if store.requeue(job_id, job["attempts"], "worker lost") == 1:
+    if job.get("worker") == worker and holder_pid and _holder_gone(holder_pid):
+        if store.requeue(job_id, job["attempts"], "worker lost") == Requeued.REQUEUED:
             log.warning(
                 "job %s: attempt %d died with its process; resuming", job_id, job["attempts"]
             )
@@ -86,28 +90,17 @@ def _claim_after_holder(store: Store, job_id: str, worker: str) -> tuple[int, st
         attempt, status = store.claim(
             job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
         )
-        if attempt or status != "running":
+        if attempt or status != JobStatus.RUNNING:
             return attempt, status
         if store.get_job(job_id).get("lease_until") != first_lease:
             return 0, "running (held by a live attempt)"
     return 0, "running"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not running the job: it is here to claim it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by the worker parent) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+def _holder_gone(pid: int) -> bool:
+    """The attempt's holder process has exited (this process is not it: it is here to
+    claim the job)."""
+    return pid == os.getpid() or not pid_alive(pid)
 
 
 def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] | None) -> None:
@@ -118,7 +111,8 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
     attempt holds the whole history (checkpoints carry it), so it rewrites any series
     that differs. Costs one read per series; writes only on a mismatch.
     """
-    from tricklab.server.series import SeriesWriter, raw_key, read_series, summary_key
+    from tricklab.server.keyspace import Keyspace
+    from tricklab.server.series import SeriesWriter, read_series
 
     if not history:
         return
@@ -135,7 +129,7 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
         log.warning("job %s: rewriting series %s from the run's history", job_id, bad)
         with raw.pipeline(transaction=True) as pipe:
             for name in bad:
-                pipe.delete(raw_key(prefix, name), summary_key(prefix, name))
+                pipe.delete(*Keyspace.series_keys(prefix, [name]))
             pipe.execute()
         writer = SeriesWriter(raw, prefix)
         writer.load()
@@ -149,23 +143,12 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
 
 
 def run_job(job_id: str, *, worker: str) -> None:
+    """Claim the job, train it, record how it ended, then run the follow-ups."""
     s = get_settings()
     store, raw = clients()
-    try:
-        attempt, status = store.claim(
-            job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
-        )
-    except JobNotFound:
-        log.warning("job %s: no such job; dropping the message", job_id)
-        return
-    if not attempt and status == "running":
-        attempt, status = _claim_after_holder(store, job_id, worker)
+    attempt = _claim(store, job_id, worker)
     if not attempt:
-        log.info("job %s: not claimable (%s); nothing to do", job_id, status)
-        followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
         return
-    set_attempt(attempt)
-    log.info("job %s: attempt %d on %s", job_id, attempt, worker)
     # Which process holds the attempt: a re-delivery on this worker can then tell that
     # the holder died (the pool child was killed) and take over without waiting.
     store.set_fields(job_id, worker_pid=str(os.getpid()))
@@ -179,28 +162,52 @@ def run_job(job_id: str, *, worker: str) -> None:
         preempt_requested=lifecycle.preempt_requested,
     )
     reporter.best = job.get("best")  # a resumed attempt carries the run's best so far
-    job_dir = s.job_dir(job_id)
     started = time.monotonic()
     lifecycle.task_started()
     try:
         with LeaseKeeper(reporter, s.lease_ttl_s / 3):
-            result = _train(job, reporter, job_dir)
+            result = _train(job, reporter, s.job_dir(job_id))
     except Exception as exc:  # the job failed, not the worker: record it and move on
         log.exception("job %s: failed", job_id)
-        flush_job_log()
-        if store.finish(job_id, attempt, "failed", error=error_of(exc)):
-            telemetry.job_finished(store, job_id)
-        followups.after_job(store, job_id)
+        _finish(store, job_id, attempt, JobStatus.FAILED, error=error_of(exc))
         return
     finally:
         lifecycle.task_finished()
-
     if reporter.fenced:
         log.warning("job %s: attempt %d lost the job to another attempt", job_id, attempt)
-        return
-    if result.status == "preempted":
+    elif result.status == "preempted":
         _requeue(store, job, attempt)
-        return
+    else:
+        _record_result(store, raw, job, attempt, result, time.monotonic() - started)
+
+
+def _claim(store: Store, job_id: str, worker: str) -> int:
+    """The attempt number this delivery holds, or 0 when there is nothing to do."""
+    s = get_settings()
+    try:
+        attempt, status = store.claim(
+            job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
+        )
+    except JobNotFound:
+        log.warning("job %s: no such job; dropping the message", job_id)
+        return 0
+    if not attempt and status == JobStatus.RUNNING:
+        attempt, status = _claim_after_holder(store, job_id, worker)
+    if not attempt:
+        log.info("job %s: not claimable (%s); nothing to do", job_id, status)
+        followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
+        return 0
+    set_attempt(attempt)
+    log.info("job %s: attempt %d on %s", job_id, attempt, worker)
+    return attempt
+
+
+def _record_result(
+    store: Store, raw: Any, job: dict[str, Any], attempt: int, result: Any, duration_s: float
+) -> None:
+    """A run that ended on its own (succeeded, failed in training, cancelled): its curves,
+    final metrics, model and summary, then the terminal status."""
+    job_id = job["id"]
     _repair_series(raw, store, job_id, result.history)
     # The run's own final values: live heartbeats may have been lost in a Redis outage.
     final: dict[str, Any] = {"metrics": {**(job.get("metrics") or {}), **jsonable(result.metrics)}}
@@ -211,28 +218,34 @@ def run_job(job_id: str, *, worker: str) -> None:
         "metrics": jsonable(result.metrics),
         "best": jsonable(result.best),
         "steps": result.steps,
-        "epochs_run": getattr(result, "epochs_run", None),
-        "duration_s": round(time.monotonic() - started, 3),
+        "epochs_run": result.epochs_run,
+        "duration_s": round(duration_s, 3),
         "attempt": attempt,
-        "stop_reason": getattr(result, "stop_reason", None),
+        "stop_reason": result.stop_reason,
     }
-    if getattr(result, "lr_range", None) is not None:
-        summary["lr_range"] = jsonable(result.lr_range)
-        summary["suggested_lr"] = summary["lr_range"].get("suggested_lr")
-        summary["rule"] = summary["lr_range"].get("rule")
-        followups.record_range_curve(raw, store, job_id, summary["lr_range"])
-    if result.status == "succeeded" and result.model_state is not None:
+    if result.lr_range is not None:
+        lr_range = jsonable(result.lr_range)
+        summary.update(
+            lr_range=lr_range, suggested_lr=lr_range.get("suggested_lr"), rule=lr_range.get("rule")
+        )
+        followups.record_range_curve(raw, store, job_id, lr_range)
+    if result.status == JobStatus.SUCCEEDED and result.model_state is not None:
         from tricks.checkpoint import save_model
 
-        save_model(result.model_state, job_dir / "model.safetensors")
+        save_model(result.model_state, get_settings().job_dir(job_id) / "model.safetensors")
         summary["model"] = "model.safetensors"
     error = jsonable(result.error) if result.error else None
     log.info("job %s: ending as %s after %d steps", job_id, result.status, result.steps)
+    _finish(store, job_id, attempt, result.status, error=error, result=summary)
+
+
+def _finish(store: Store, job_id: str, attempt: int, status: str, **fields: Any) -> None:
+    """The terminal status (fenced on the attempt), its metric, and the follow-ups."""
     flush_job_log()  # the job's log is complete once its terminal status is visible
-    if store.finish(job_id, attempt, result.status, error=error, result=summary):
+    if store.finish(job_id, attempt, status, **fields):
         telemetry.job_finished(store, job_id)
     else:
-        log.warning("job %s: finish(%s) fenced out", job_id, result.status)
+        log.warning("job %s: finish(%s) fenced out", job_id, status)
     followups.after_job(store, job_id)
 
 
@@ -263,8 +276,8 @@ def _requeue(store: Store, job: dict[str, Any], attempt: int) -> None:
 
     job_id = job["id"]
     res = store.requeue(job_id, attempt, "preempted")
-    if res == 1:
-        app.send_task("tricklab.train", args=[job_id], queue=job.get("queue") or "cpu")
+    if res == Requeued.REQUEUED:
+        app.send_task(TRAIN_TASK, args=[job_id], queue=job.get("queue") or "cpu")
         log.info("job %s: preempted; checkpointed and re-queued", job_id)
-    elif res == 2:
+    elif res == Requeued.CANCELLED:
         log.info("job %s: preempted with a cancel pending; cancelled", job_id)

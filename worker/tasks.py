@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tricklab.server.logs import job_log
+from tricklab.contract import TRAIN_TASK
+from tricklab.server.joblog import job_log
 from worker.celery_app import app
 from worker.runner import clients, run_job
 
 
-@app.task(name="tricklab.train", bind=True)
+@app.task(name=TRAIN_TASK, bind=True)
 def train_job(self: Any, job_id: str) -> None:
     """Claim job `job_id` and train it; a late or duplicate delivery is a no-op."""
     worker = self.request.hostname or "worker"

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import AsyncRedisDep, StoreDep, TenantDep
 from api.errors import REDIS_DOWN, invalid, not_found
 from api.routes.jobs import ERRORS
+from tricklab.server import events as job_events
 from tricklab.server.store import TERMINAL, JobNotFound, Store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -38,10 +39,10 @@ async def _events(
     sent_at = time.monotonic()
     while True:
         try:
-            evs = await store.aread_events(ar, job_id, last, BLOCK_MS)
-            if not evs and await store.ais_terminal(ar, job_id):
+            evs = await job_events.read(ar, store.keys, job_id, last, BLOCK_MS)
+            if not evs and await job_events.is_terminal(ar, store.keys, job_id):
                 # Terminal, but an event may have landed since the read: drain, then stop.
-                evs = await store.aread_events(ar, job_id, last, None)
+                evs = await job_events.read(ar, store.keys, job_id, last, None)
                 if not evs:
                     return
         except (redis.ConnectionError, redis.TimeoutError):
@@ -90,8 +91,8 @@ async def stream_job_events(
         await store.aget_job(aredis, job_id, tenant)
     except JobNotFound:
         raise not_found("job", job_id) from None
-    pending = await store.aread_events(aredis, job_id, start, None, 1)
-    if not pending and await store.ais_terminal(aredis, job_id):
+    pending = await job_events.read(aredis, store.keys, job_id, start, None, 1)
+    if not pending and await job_events.is_terminal(aredis, store.keys, job_id):
         # 204 tells an EventSource not to reconnect: there is nothing more to say.
         return Response(status_code=204)
     return StreamingResponse(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import StoreDep, TenantDep
 from api.routes.jobs import ERRORS, load_job
-from tricklab.server.logs import read_job_log
+from tricklab.server.joblog import read_job_log
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from tricklab.procs import pid_alive
+
 INSTALL_REDIS = """\
 tricklab up needs a redis-server binary (Redis >= 6) or REDIS_URL pointing at a Redis.
 Install one of:
@@ -68,16 +70,6 @@ def ping(port: int) -> bool:
             return s.recv(16).startswith(b"+PONG")
     except OSError:
         return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Embedded:

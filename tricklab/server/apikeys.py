@@ -1,8 +1,7 @@
 """API keys: `tl_<id>_<secret>`, shown once, stored only as sha256(secret).
 
-Keys (P = settings.key_prefix):
-  P:key:{id}   hash  {id, name, tenant, hash, created_at, revoked_at, limits (JSON)}
-  P:keys       set   every key id
+A key's record is a hash {id, name, tenant, hash, created_at, revoked_at, limits (JSON)};
+a set holds every key id (names in tricklab.server.keyspace).
 
 Lookup is by the id in the key; the secret is then compared with hmac.compare_digest
 on its sha256, so the time taken says nothing about how much of a guess was right.
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
+from tricklab.server.keyspace import Keyspace
 
 PREFIX = "tl"
 KEY_RE = re.compile(r"^tl_([0-9a-f]{12})_([0-9a-f]{48})$")
@@ -66,14 +67,14 @@ def _digest(secret: str) -> str:
 class KeyRing:
     def __init__(self, r: redis.Redis, prefix: str = "tl") -> None:
         self.r = r
-        self.p = prefix
+        self.keys = Keyspace(prefix)
 
     def key(self, key_id: str) -> str:
-        return f"{self.p}:key:{key_id}"
+        return self.keys.api_key(key_id)
 
     @property
     def index(self) -> str:
-        return f"{self.p}:keys"
+        return self.keys.api_keys
 
     def create(
         self, name: str, tenant: str | None = None, limits: dict[str, Any] | None = None
@@ -170,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tricklab.server.store import connect
+    from tricklab.server.connection import connect
     from tricklab.settings import get_settings
 
     args = _parser().parse_args(argv)

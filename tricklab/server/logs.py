@@ -6,10 +6,7 @@ A JSON line carries ts, level, logger, msg, component, and job_id / attempt / wo
 whenever the code runs inside `log_context(...)` (a worker task around a job, an API
 request on /jobs/{id}...): contextvars, so threads and asyncio tasks keep them apart.
 
-`job_log(...)` also copies the records of one job (INFO and above) into a capped
-Redis stream, P:job:{id}:log, read back by GET /jobs/{id}/logs. The handler buffers:
-one pipelined round trip every FLUSH_LINES lines or FLUSH_S seconds and one at the
-end, never a Redis call per line on the training path.
+Each job's own log (a Redis stream) is tricklab.server.joblog.
 """
 
 from __future__ import annotations
@@ -19,15 +16,10 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-
-JOB_LOG_MAXLEN = 5000
-FLUSH_LINES = 100
-FLUSH_S = 2.0
 
 _job_id: ContextVar[str | None] = ContextVar("tricklab_job_id", default=None)
 _attempt: ContextVar[int | None] = ContextVar("tricklab_attempt", default=None)
@@ -167,134 +159,3 @@ def setup_logging(
     if component == "api":  # api.observability writes the access log, with route and duration
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     return handler
-
-
-# ------------------------------------------------------------ per-job log stream
-def job_log_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:log"
-
-
-class JobLogHandler(logging.Handler):
-    """Buffers the records of one job (any thread) and appends them to its Redis stream."""
-
-    def __init__(
-        self,
-        r: Any,
-        prefix: str,
-        job_id: str,
-        *,
-        level: int = logging.INFO,
-        maxlen: int = JOB_LOG_MAXLEN,
-        flush_lines: int = FLUSH_LINES,
-        flush_s: float = FLUSH_S,
-    ) -> None:
-        super().__init__(level)
-        self.r = r
-        self.key = job_log_key(prefix, job_id)
-        self.job_id = job_id
-        self.maxlen = maxlen
-        self.flush_lines = flush_lines
-        self.flush_s = flush_s
-        self.dropped = 0
-        self._buf: list[dict[str, str]] = []
-        self._last = time.monotonic()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # Only this job's records: another thread of the process may log for nothing/else.
-        if _job_id.get() != self.job_id:
-            return
-        try:
-            msg = record.getMessage()
-            if record.exc_info and record.levelno >= logging.ERROR:
-                msg += "\n" + logging.Formatter().formatException(record.exc_info)
-            attempt = _attempt.get()
-            self._buf.append(
-                {
-                    "ts": iso_ts(record.created),
-                    "level": record.levelname,
-                    "logger": record.name,
-                    "msg": msg[:8000],
-                    "attempt": "" if attempt is None else str(attempt),
-                }
-            )
-            due = len(self._buf) >= self.flush_lines or (
-                time.monotonic() - self._last >= self.flush_s
-            )
-        except Exception:  # noqa: BLE001 - logging must never break the job
-            self.handleError(record)
-            return
-        if due:
-            self.flush()
-
-    def flush(self) -> None:
-        # self.lock is an RLock, already held when emit() calls this: writes stay in order.
-        with self.lock:  # type: ignore[union-attr]
-            batch, self._buf = self._buf, []
-            self._last = time.monotonic()
-            if not batch:
-                return
-            try:
-                with self.r.pipeline(transaction=False) as pipe:
-                    for fields in batch:
-                        pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-                    pipe.execute()
-            except Exception:  # noqa: BLE001 - a Redis blip loses log lines, not the job
-                self.dropped += len(batch)
-
-    def close(self) -> None:
-        self.flush()
-        super().close()
-
-
-def flush_job_log() -> None:
-    """Write the current job's buffered log lines now: called before its terminal status
-    is published, so a reader who sees `succeeded` also sees the whole log."""
-    job_id = _job_id.get()
-    for h in logging.getLogger().handlers:
-        if isinstance(h, JobLogHandler) and h.job_id == job_id:
-            h.flush()
-
-
-@contextlib.contextmanager
-def job_log(
-    r: Any, prefix: str, job_id: str, *, worker: str | None = None, **kw: Any
-) -> Iterator[JobLogHandler]:
-    """Around one delivery of a job: context tags and the job's Redis log stream.
-
-    The attempt is not known before the claim; `set_attempt` adds it.
-    """
-    handler = JobLogHandler(r, prefix, job_id, **kw)
-    root = logging.getLogger()
-    with log_context(job_id=job_id, worker=worker):
-        root.addHandler(handler)
-        try:
-            yield handler
-        finally:
-            root.removeHandler(handler)
-            handler.close()
-
-
-def read_job_log(
-    r: Any, prefix: str, job_id: str, *, since: str | None = None, limit: int = 500
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Lines after cursor `since` (a stream id), oldest first, and the cursor to pass next."""
-    lo = f"({since}" if since else "-"
-    entries = r.xrange(job_log_key(prefix, job_id), min=lo, max="+", count=limit)
-    lines = []
-    for eid, f in entries:
-        f = {_s(k): _s(v) for k, v in f.items()}
-        lines.append(
-            {
-                "id": eid if isinstance(eid, str) else eid.decode(),
-                "ts": f.get("ts"),
-                "level": f.get("level"),
-                "logger": f.get("logger"),
-                "msg": f.get("msg", ""),
-                "attempt": int(f["attempt"]) if f.get("attempt") else None,
-            }
-        )
-    return lines, (lines[-1]["id"] if lines else since)
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else v

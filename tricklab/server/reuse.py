@@ -4,8 +4,8 @@ spec_hash = sha256 of the validated spec's `model_dump(mode="json")` as JSON wit
 sorted keys and no whitespace: every field, defaults filled in, seed included,
 so two specs that train the same job hash the same however they were written.
 
-Keys (P = key prefix):
-  P:t:{tenant}:hash:{hash}   zset  ids of the tenant's jobs with that hash (score 0, ids sort by time)
+The index (tricklab.server.keyspace: reuse) is a zset per tenant and hash of job ids
+(score 0, ids sort by time).
 Forked jobs are not indexed: they start from another job's checkpoint, so the
 same spec does not mean the same training.
 """
@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from tricklab.contract import JobStatus
 from tricklab.server.store import Store
 
 
@@ -25,18 +26,14 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def index_key(store: Store, tenant: str, h: str) -> str:
-    return f"{store.p}:t:{tenant}:hash:{h}"
-
-
 def register(store: Store, tenant: str, h: str, job_id: str) -> None:
-    store.r.zadd(index_key(store, tenant, h), {job_id: 0})
+    store.r.zadd(store.keys.reuse(tenant, h), {job_id: 0})
 
 
 def find_succeeded(store: Store, tenant: str, h: str) -> dict[str, Any] | None:
     """The newest succeeded job of this tenant with this hash, or None."""
-    ids = store.r.zrevrangebylex(index_key(store, tenant, h), "+", "-", start=0, num=50)
+    ids = store.r.zrevrangebylex(store.keys.reuse(tenant, h), "+", "-", start=0, num=50)
     for job in store.get_jobs(ids):
-        if job.get("status") == "succeeded" and job.get("tenant") == tenant:
+        if job.get("status") == JobStatus.SUCCEEDED and job.get("tenant") == tenant:
             return job
     return None

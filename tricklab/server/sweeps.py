@@ -1,22 +1,11 @@
-"""Sweep records in Redis and the scheduler step that keeps at most
-`max_concurrent` of a sweep's child jobs queued or running.
+"""Sweep records in Redis: create, read, list, cancel, and the scheduler lock.
 
-Keys (P = key prefix):
-  P:sweep:{id}           hash  the sweep: tenant, name, kind, created_at, max_concurrent,
-                               cancelled, request (JSON), variants (JSON), children (JSON:
-                               [{job_id, variant, seed}] in start order)
-  P:sweep:{id}:payload   hash  job_id → {spec, extra, queue}: what create_job needs
-  P:sweep:{id}:lock      string  the scheduler lock (token, expires)
-  P:sweep:{id}:dirty     string  "another step was asked for while the lock was held"
-  P:t:{tenant}:sweeps    zset  sweep ids (score 0; ids sort by time)
-
-Child job ids are drawn when the sweep is created; a child is *pending* until
-its job record exists. `step` creates the next pending children while fewer than
-max_concurrent created children are non-terminal. It runs under a lock, and a
-caller that finds the lock taken leaves a dirty mark that makes the holder run
-once more before it lets go, so a finish is never lost between two steps. The
-step is idempotent (a child whose record exists is never created again), so the
-worker's finish path and GET /sweeps/{id} may both call it at any time.
+A sweep record holds tenant, name, kind, created_at, max_concurrent, cancelled, the
+request, its variants and its children ([{job_id, variant, seed}] in start order); the
+payload hash holds what creating each pending child needs (spec, extra, queue). Key
+names are in tricklab.server.keyspace. Child job ids are drawn when the sweep is
+created; a child is *pending* until its job record exists, and
+tricklab.server.sweep_scheduler starts pending children as room frees up.
 """
 
 from __future__ import annotations
@@ -24,19 +13,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
-from tricklab.server import reuse
-from tricklab.server.store import TERMINAL, JobNotFound, QuotaExceeded, Store, iso, new_id
+from tricklab.contract import TERMINAL
+from tricklab.server import scripts
+from tricklab.server.store import JobNotFound, Store, iso, new_id
 
 LOCK_TTL_MS = 30_000
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-Enqueue = Callable[[str, str], None]  # (job_id, queue)
 
 
 class SweepNotFound(KeyError):
@@ -48,14 +31,15 @@ class SweepStore:
         self.store = store
         self.r = store.r
         self.p = store.p
-        self._release = self.r.register_script(_RELEASE)
+        self.keys = store.keys
+        self._release = scripts.register(self.r, "delete_if_equal")
 
     # ------------------------------------------------------------------ keys
     def key(self, sweep_id: str) -> str:
-        return f"{self.p}:sweep:{sweep_id}"
+        return self.keys.sweep(sweep_id)
 
     def index_key(self, tenant: str) -> str:
-        return f"{self.p}:t:{tenant}:sweeps"
+        return self.keys.sweeps(tenant)
 
     # ---------------------------------------------------------------- create
     def create(
@@ -102,7 +86,7 @@ class SweepStore:
         }
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(self.key(sweep_id), mapping=record)
-            pipe.hset(f"{self.key(sweep_id)}:payload", mapping=payload)
+            pipe.hset(self.keys.sweep_payload(sweep_id), mapping=payload)
             pipe.zadd(self.index_key(tenant), {sweep_id: 0})
             pipe.execute()
         return sweep_id
@@ -147,80 +131,23 @@ class SweepStore:
         return {j["id"]: j for j in self.store.get_jobs(ids)} if ids else {}
 
     # ------------------------------------------------------------ scheduling
-    def _acquire(self, sweep_id: str, wait_s: float = 0.0) -> str | None:
+    def acquire(self, sweep_id: str, wait_s: float = 0.0) -> str | None:
+        """Take the sweep's scheduler lock: a token to unlock with, or None when held."""
         token = secrets.token_hex(8)
         deadline = time.monotonic() + wait_s
         while True:
-            if self.r.set(f"{self.key(sweep_id)}:lock", token, nx=True, px=LOCK_TTL_MS):
+            if self.r.set(self.keys.sweep_lock(sweep_id), token, nx=True, px=LOCK_TTL_MS):
                 return token
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
 
-    def _unlock(self, sweep_id: str, token: str) -> None:
-        self._release(keys=[f"{self.key(sweep_id)}:lock"], args=[token])
-
-    def step(self, sweep_id: str, enqueue: Enqueue) -> int:
-        """Start pending children up to the cap; returns how many this call started."""
-        dirty = f"{self.key(sweep_id)}:dirty"
-        started = 0
-        while True:
-            self.r.set(dirty, "1", px=LOCK_TTL_MS)
-            token = self._acquire(sweep_id)
-            if token is None:
-                return started  # the holder sees the dirty mark and runs again
-            try:
-                while self.r.getdel(dirty):
-                    started += self._promote(sweep_id, enqueue)
-            finally:
-                self._unlock(sweep_id, token)
-            if not self.r.exists(dirty):
-                return started
-
-    def _promote(self, sweep_id: str, enqueue: Enqueue) -> int:
-        try:
-            sweep = self.get(sweep_id)
-        except SweepNotFound:
-            return 0
-        if sweep["cancelled"]:
-            return 0
-        jobs = self.child_jobs(sweep)
-        active = sum(1 for j in jobs.values() if j["status"] not in TERMINAL)
-        room = sweep["max_concurrent"] - active
-        started = 0
-        for c in sweep["children"]:
-            if room <= 0:
-                break
-            if c["job_id"] in jobs:
-                continue
-            raw = self.r.hget(f"{self.key(sweep_id)}:payload", c["job_id"])
-            if raw is None:
-                continue
-            p = json.loads(raw)
-            try:
-                self.store.create_job(
-                    p["spec"],
-                    tenant=sweep["tenant"],
-                    queue=p["queue"],
-                    extra=p["extra"],
-                    job_id=c["job_id"],
-                    max_active=sweep["max_active_jobs"] or None,
-                )
-            except QuotaExceeded:
-                break  # the tenant is at its quota: the rest stay pending for a later step
-            try:
-                enqueue(c["job_id"], p["queue"])
-            except Exception:  # noqa: BLE001 - the record stays queued; the reconciler re-publishes it
-                pass
-            if p["extra"].get("spec_hash"):
-                reuse.register(self.store, sweep["tenant"], p["extra"]["spec_hash"], c["job_id"])
-            room -= 1
-            started += 1
-        return started
+    def unlock(self, sweep_id: str, token: str) -> None:
+        self._release(keys=[self.keys.sweep_lock(sweep_id)], args=[token])
 
     def cancel(self, sweep_id: str) -> list[tuple[str, str]]:
         """Mark the sweep cancelled and cancel its created children: [(job_id, outcome)]."""
-        token = self._acquire(sweep_id, wait_s=10.0)
+        token = self.acquire(sweep_id, wait_s=10.0)
         try:
             self.r.hset(self.key(sweep_id), "cancelled", "1")
             sweep = self.get(sweep_id)
@@ -235,7 +162,7 @@ class SweepStore:
             return out
         finally:
             if token is not None:
-                self._unlock(sweep_id, token)
+                self.unlock(sweep_id, token)
 
 
 # ------------------------------------------------------------------ status

@@ -6,8 +6,8 @@ of running jobs. The one thing written only for metrics is the job-duration hist
 a worker adds each job it finishes to cumulative bucket counters (one Lua call per job),
 so every API process reports the same global counts and nothing is re-scanned.
 
-Keys (P = settings.key_prefix):
-  P:m:job_seconds:{status}   hash  le bucket -> cumulative count, plus "count" and "sum"
+The histogram is one hash per status (keyspace: job_seconds): le bucket -> cumulative
+count, plus "count" and "sum".
 """
 
 from __future__ import annotations
@@ -20,34 +20,18 @@ from typing import Any
 
 import redis
 
-from tricklab.server.store import STATUSES, Store
+from tricklab.contract import QUEUES, STATUSES, JobStatus
+from tricklab.server import scripts
+from tricklab.server.store import Store
 
 log = logging.getLogger(__name__)
 
 # Job run time (started_at -> finished_at, over all attempts): seconds to a day.
 JOB_SECONDS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-QUEUES = ("cpu", "gpu")
 # kombu's Redis transport: priority p > 0 lives in the list "{queue}\x06\x16{p}".
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_SEP = "\x06\x16"
 TENANT_RESCAN_S = 60.0
-
-# ARGV: P, id, le... -> 1 observed, 0 no start/finish time
-_OBSERVE = """
-local k = ARGV[1] .. ':job:' .. ARGV[2]
-local h = redis.call('HMGET', k, 'status', 'started_at', 'finished_at')
-local st, t0, t1 = h[1], tonumber(h[2]), tonumber(h[3])
-if not st or not t0 or not t1 then return 0 end
-local d = math.max(0, t1 - t0)
-local hk = ARGV[1] .. ':m:job_seconds:' .. st
-for i = 3, #ARGV do
-  if d <= tonumber(ARGV[i]) then redis.call('HINCRBY', hk, ARGV[i], 1) end
-end
-redis.call('HINCRBY', hk, '+Inf', 1)
-redis.call('HINCRBY', hk, 'count', 1)
-redis.call('HINCRBYFLOAT', hk, 'sum', tostring(d))
-return 1
-"""
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -61,10 +45,11 @@ def job_finished(store: Store, job_id: str) -> None:
     """
     script = getattr(store, "_tl_observe", None)
     if script is None:
-        script = store.r.register_script(_OBSERVE)
+        script = scripts.register(store.r, "metrics_observe")
         store._tl_observe = script  # type: ignore[attr-defined]
+    keys = [store.keys.job(job_id), *(store.keys.job_seconds(s) for s in STATUSES)]
     try:
-        script(args=[store.p, job_id, *[str(b) for b in JOB_SECONDS_BUCKETS]])
+        script(keys=keys, args=[str(b) for b in JOB_SECONDS_BUCKETS])
     except redis.RedisError:  # a metric lost to a Redis blip must not fail the job's wrap-up
         log.warning("job %s: could not record its duration metric", job_id, exc_info=True)
 
@@ -100,10 +85,10 @@ class Collector:
         """Tenants that have jobs: found by SCAN, cached; a new tenant shows within a minute."""
         now = time.monotonic()
         if now - self._tenants_at > TENANT_RESCAN_S or not self._tenants:
-            p = self.store.p
+            keys = self.store.keys
             found = {"default"}
-            for key in self.store.r.scan_iter(match=f"{p}:t:*:jobs", count=1000):
-                found.add(key[len(f"{p}:t:") : -len(":jobs")])
+            for key in self.store.r.scan_iter(match=keys.jobs_pattern(), count=1000):
+                found.add(keys.tenant_of_jobs_index(key))
             self._tenants = sorted(found)
             self._tenants_at = now
         return self._tenants
@@ -114,16 +99,16 @@ class Collector:
         with st.r.pipeline(transaction=False) as pipe:
             for t in tenants:
                 for s in STATUSES:
-                    pipe.zcard(st.index_key(t, s))
+                    pipe.zcard(st.keys.jobs(t, s))
             for q in QUEUES:
                 for name in queue_lists(q):
                     pipe.llen(name)
-            pipe.hlen("unacked")
-            pipe.zcount(f"{st.p}:workers", time.time() - self.worker_ttl_s, "+inf")
+            pipe.hlen("unacked")  # kombu's own key: deliveries not yet acked
+            pipe.zcount(st.keys.workers, time.time() - self.worker_ttl_s, "+inf")
             for t in tenants:
-                pipe.zrange(st.index_key(t, "running"), 0, -1)
+                pipe.zrange(st.keys.jobs(t, JobStatus.RUNNING), 0, -1)
             for s in STATUSES:
-                pipe.hgetall(f"{st.p}:m:job_seconds:{s}")
+                pipe.hgetall(st.keys.job_seconds(s))
             res = pipe.execute()
         it = iter(res)
         jobs = dict.fromkeys(STATUSES, 0)

@@ -1,0 +1,81 @@
+"""A job record as stored in its Redis hash: every field a string, the JSON ones as JSON
+text; `decode` turns one back into the dict the API and workers use."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tricklab.contract import JobStatus
+
+JSON_FIELDS = ("spec", "error", "progress", "metrics", "best", "result", "lineage", "plan")
+
+
+def new_id(kind: str = "j") -> str:
+    """Time-sortable id: kind + 12 hex digits of unix ms + 8 random hex digits."""
+    return f"{kind}{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def iso(ts: str | float | None) -> str | None:
+    if ts in (None, ""):
+        return None
+    return datetime.fromtimestamp(float(ts), tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """Record fields as stored: JSON fields (and non-strings) as JSON text."""
+    return {
+        k: json.dumps(v) if k in JSON_FIELDS or not isinstance(v, str) else v
+        for k, v in fields.items()
+    }
+
+
+def new_record(
+    job_id: str,
+    tenant: str,
+    spec: dict[str, Any],
+    queue: str,
+    *,
+    now: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The hash of a job that was just submitted (queued, no attempt yet)."""
+    record = {
+        "id": job_id,
+        "tenant": tenant,
+        "name": spec.get("name") or "",
+        "status": JobStatus.QUEUED.value,
+        "spec": json.dumps(spec),
+        "queue": queue,
+        "created_at": now,
+        "started_at": "",
+        "finished_at": "",
+        "attempts": "0",
+        "error": "null",
+        "progress": "null",
+        "metrics": "{}",
+        "best": "null",
+        "result": "null",
+        "lineage": "null",
+        "cancel_requested": "0",
+        "worker": "",
+        "lease_until": "",
+    }
+    record.update(encode_fields(extra or {}))
+    return record
+
+
+def decode(h: dict[str, str]) -> dict[str, Any]:
+    job: dict[str, Any] = dict(h)
+    for f in JSON_FIELDS:
+        if f in job:
+            job[f] = json.loads(job[f]) if job[f] else None
+    job["attempts"] = int(job.get("attempts") or 0)
+    job["cancel_requested"] = job.get("cancel_requested") == "1"
+    for f in ("created_at", "started_at", "finished_at"):
+        job[f] = iso(job.get(f))
+    job["lease_until"] = float(job["lease_until"]) if job.get("lease_until") else None
+    return job
