@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from api import auth, errors
+from api import auth, errors, observability
 from api.celery_client import make_celery
 from api.limits import BodyLimit
-from api.routes import curves, dashboard, datasets, events, health, jobs, schedules
-from tricklab.server.store import Store, connect, connect_async
+from api.routes import (
+    curves,
+    dashboard,
+    datasets,
+    events,
+    forks,
+    health,
+    jobs,
+    logs,
+    metrics,
+    schedules,
+    sweep_curves,
+    sweeps,
+)
+from tricklab.server.connection import connect, connect_async
+from tricklab.server.store import Store
 from tricklab.settings import Settings, get_settings
 
 TAGS = [
@@ -19,6 +33,22 @@ TAGS = [
     {"name": "health", "description": "Liveness and readiness."},
     {"name": "sweeps", "description": "Grids and ablations over seeds, with a results table."},
 ]
+
+# Every router, registered here and nowhere else; the order is the OpenAPI order.
+ROUTERS = (
+    jobs.router,
+    curves.router,
+    events.router,
+    schedules.router,
+    datasets.router,
+    health.router,
+    dashboard.router,
+    forks.router,
+    sweeps.router,
+    sweep_curves.router,
+    metrics.router,
+    logs.router,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,16 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    for module in (jobs, curves, events, schedules, datasets, health, dashboard):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     dashboard.mount_static(app)
-    from api.routes import forks, sweeps  # local: fewer merge conflicts
-
-    app.include_router(forks.router)
-    app.include_router(sweeps.router)
-    from api import observability  # /metrics, /jobs/{id}/logs, request latency + log context
-
-    observability.install(app, settings)
+    observability.install(app, settings)  # request latency + log context (outermost middleware)
     return app
 
 

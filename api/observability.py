@@ -188,12 +188,10 @@ def render_latencies(out: Exposition, hist: LatencyHistograms) -> None:
 
 # ------------------------------------------------------------------ wiring
 def install(app: Any, settings: Any) -> None:
-    """Latency middleware (outermost, so 413s and 500s count too), /metrics, /jobs/{id}/logs."""
-    from api.routes import logs, metrics
+    """Latency middleware (outermost, so 413s and 500s count too) and what GET /metrics
+    reads (api/routes/metrics.py); api/main.py registers the routers."""
     from tricklab.server.telemetry import Collector
 
     app.state.request_latency = LatencyHistograms()
     app.state.metrics_collector = Collector(app.state.store, settings.worker_ttl_s)
     app.add_middleware(RequestObserver, histograms=app.state.request_latency)
-    app.include_router(metrics.router)
-    app.include_router(logs.router)

@@ -84,7 +84,7 @@ def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
         return set()
     with store.r.pipeline(transaction=False) as pipe:
         for n in names:
-            pipe.hget(f"{store.p}:worker:{n}", "info")
+            pipe.hget(store.keys.worker(n), "info")
         infos = pipe.execute()
     queues: set[str] = set()
     for raw in infos:

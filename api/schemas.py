@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tricklab.contract import JobStatus
 from tricks.spec import (
     MAX_EPOCHS,
     ScheduleSpec,
@@ -14,7 +15,7 @@ from tricks.spec import (
     check_schedule,
 )
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Status = JobStatus  # the JobStatus enum in the OpenAPI schema (the dashboard reads it)
 
 MAX_PREVIEW_STEPS = 10_000_000
 

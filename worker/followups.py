@@ -2,7 +2,9 @@
 
 - a succeeded job (not a fork) goes into the reuse index (tricklab.server.reuse), so
   POST /jobs?reuse=true finds it;
-- a sweep child lets its sweep start the next pending child (tricklab.server.sweeps);
+- a sweep child lets its sweep start the next pending child, and every finish lets the
+  tenant's other open sweeps use the max_active_jobs slot it freed
+  (tricklab.server.sweep_scheduler; the reconciler steps them too, as a fallback);
 - an lr range test stores its curve as series `range_lr`, `range_loss` and
   `range_smoothed` (x = test step), next to the ones the reporter wrote.
 
@@ -14,29 +16,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tricklab.server import reuse
+from tricklab.server import reuse, sweep_scheduler
 from tricklab.server.series import SeriesWriter
 from tricklab.server.store import Store
+from tricklab.server.submit import celery_enqueue
 from tricklab.server.sweeps import SweepStore
 
 log = logging.getLogger(__name__)
 
 
-def _enqueue(job_id: str, queue: str) -> None:
-    from worker.celery_app import app
-
-    app.send_task("tricklab.train", args=[job_id], queue=queue)
-
-
 def after_job(store: Store, job_id: str) -> None:
     try:
+        from worker.celery_app import app  # here: it imports the tasks, which import us
+
+        enqueue = celery_enqueue(app)
         job = store.get_job(job_id)
         lineage = job.get("lineage") or {}
         if job["status"] == "succeeded" and job.get("spec_hash") and not lineage.get("parent"):
             reuse.register(store, job["tenant"], job["spec_hash"], job_id)
-        if job.get("sweep_id"):
-            SweepStore(store).step(job["sweep_id"], _enqueue)
-    except Exception:  # noqa: BLE001 - follow-ups must not fail the job; GET /sweeps/{id} retries
+        sweep_id = job.get("sweep_id") or None
+        if sweep_id:
+            sweep_scheduler.step(SweepStore(store), sweep_id, enqueue)
+        sweep_scheduler.advance_open(store, enqueue, tenant=job["tenant"], skip=sweep_id)
+    except Exception:  # noqa: BLE001 - follow-ups must not fail the job; the reconciler retries
         log.exception("job %s: follow-up after finish failed", job_id)
 
 

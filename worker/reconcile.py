@@ -1,4 +1,4 @@
-"""Reconciler: re-publish queued jobs whose broker message was lost.
+"""Reconciler: re-publish queued jobs whose broker message was lost; advance open sweeps.
 
 The job record is the truth and the broker message only a wake-up call. A message
 can be lost while its record survives: the API wrote the record and then
@@ -7,6 +7,11 @@ fsync. Every worker's heartbeat loop calls `reconcile`; a lock lets one of them
 scan per round. A queued job that no broker queue list mentions on scans at least
 `reconcile_after_s` apart is published again. A duplicate message is harmless: the
 claim is fenced (tricklab.server.store), so a second delivery is a no-op.
+
+The same round steps every sweep that still has pending children
+(tricklab.server.sweep_scheduler.advance_open): the worker's follow-ups start the next
+child when a job finishes, but a quota slot can also free up with no worker involved
+(a queued job cancelled through the API), and a follow-up can fail. Reads never do it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import logging
 import time
 from typing import Any
 
+from tricklab.server import sweep_scheduler
 from tricklab.server.store import Store
+from tricklab.server.submit import celery_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +41,11 @@ def _broker_text(store: Store, queues: set[str]) -> str:
 
 
 def reconcile(store: Store, app: Any, *, after_s: float, lock_s: float, owner: str) -> list[str]:
-    """One round; returns the ids published again."""
-    if not store.r.set(
-        f"{store.p}:reconcile:lock", owner, nx=True, px=max(100, int(lock_s * 1000))
-    ):
+    """One round; returns the ids published again. `app`: the worker's Celery app."""
+    if not store.r.set(store.keys.reconcile_lock, owner, nx=True, px=max(100, int(lock_s * 1000))):
         return []
-    missing_key = f"{store.p}:reconcile:missing"
+    enqueue = celery_enqueue(app)
+    missing_key = store.keys.reconcile_missing
     now = time.time()
     ids = store.queued_jobs()
     jobs = store.get_jobs(ids) if ids else []
@@ -55,7 +61,7 @@ def reconcile(store: Store, app: Any, *, after_s: float, lock_s: float, owner: s
         if not since:
             store.r.hset(missing_key, jid, f"{now:.3f}")
         elif now - since >= after_s:
-            app.send_task("tricklab.train", args=[jid], queue=job.get("queue") or "cpu")
+            enqueue(jid, job.get("queue") or "cpu")
             store.r.hdel(missing_key, jid)
             absent.discard(jid)
             published.append(jid)
@@ -65,4 +71,5 @@ def reconcile(store: Store, app: Any, *, after_s: float, lock_s: float, owner: s
     stale = [jid for jid in seen if jid not in absent]
     if stale:
         store.r.hdel(missing_key, *stale)
+    sweep_scheduler.advance_open(store, enqueue)
     return published

@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 from pydantic import Field, ValidationError
 
-from api import quotas
 from api.auth import PrincipalDep
-from api.celery_client import enqueue_training
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid
-from api.planning import choose_queue, plan_job, record_extra
 from api.routes.jobs import ERRORS, job_public, load_job
 from api.schemas import ErrorPublic, JobPublic
-from api.uploads import DatasetRepo
-from tricklab.server.store import QuotaExceeded, Store
+from api.submit import prepare_job, submit_job
 from tricklab.sweep_spec import deep_merge
 from tricks.pinned import pinned_path
 from tricks.spec import JobSpec, SpecError, Strict, validation_errors
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-_APPEND_CHILD = """
-local raw = redis.call('HGET', KEYS[1], 'lineage')
-local lin = {}
-if raw and raw ~= '' and raw ~= 'null' then lin = cjson.decode(raw) end
-if type(lin.children) ~= 'table' then lin.children = {} end
-table.insert(lin.children, cjson.decode(ARGV[1]))
-redis.call('HSET', KEYS[1], 'lineage', cjson.encode(lin))
-return #lin.children
-"""
 
 
 class ForkOptimizer(Strict):
@@ -139,44 +126,18 @@ def fork_job(
             why = f"it {parent['status']} before writing it (or its files were removed)"
         raise _no_checkpoint(parent, k, why)
 
-    repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
     try:
-        meta, plan = plan_job(spec, repo, tenant)
+        job = prepare_job(
+            spec, store=store, settings=settings, tenant=tenant, limits=principal.limits
+        )
     except SpecError as e:
         raise invalid(list(e.loc), e.msg) from None
-    if plan["steps_per_epoch"] != (parent.get("plan") or {}).get(
-        "steps_per_epoch", plan["steps_per_epoch"]
-    ):
+    spe = job.plan["steps_per_epoch"]
+    if spe != (parent.get("plan") or {}).get("steps_per_epoch", spe):
         raise invalid(["training", "batch_size"], "a fork must keep the parent's steps per epoch")
-    queue = choose_queue(spec, store, settings.worker_ttl_s)
-    lineage = {
-        "parent": job_id,
-        "from_epoch": k,
-        "from_step": k * plan["steps_per_epoch"],
-        "children": [],
-    }
-    quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
-    try:
-        rec = store.create_job(
-            spec.model_dump(mode="json"),
-            tenant=tenant,
-            queue=queue,
-            extra=record_extra(spec, meta, plan, lineage=lineage),
-            max_active=principal.limits.max_active_jobs,
-        )
-    except QuotaExceeded as e:
-        raise quotas.active_jobs_error(e.active, e.max_active) from None
-    _add_child(store, job_id, {"id": rec["id"], "from_epoch": k})
-    try:
-        enqueue_training(celery, rec["id"], queue)
-    except Exception:  # noqa: BLE001, S110 - left queued for the reconciler
-        pass
+    lineage = {"parent": job_id, "from_epoch": k, "from_step": k * spe, "children": []}
+    job = replace(job, extra={**job.extra, "lineage": lineage})
+    rec = submit_job(job, store=store, celery=celery, tenant=tenant, limits=principal.limits)
+    store.append_child(job_id, {"id": rec["id"], "from_epoch": k})
     response.headers["Location"] = f"/jobs/{rec['id']}"
     return job_public(rec)
-
-
-def _add_child(store: Store, parent_id: str, child: dict[str, Any]) -> None:
-    """Append to the parent's lineage.children atomically (forks may race)."""
-    import json
-
-    store.r.eval(_APPEND_CHILD, 1, store.job_key(parent_id), json.dumps(child))

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse
 
-from api import quotas
 from api.auth import PrincipalDep
-from api.celery_client import enqueue_training
 from api.deps import AsyncRedisDep, CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
 from api.idempotency import Idempotency
-from api.planning import choose_queue, plan_job, record_extra
 from api.reuse import ReuseDep, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
-from api.uploads import DatasetRepo
-from tricklab.server.store import TERMINAL, JobNotFound, QuotaExceeded, Store
+from api.submit import prepare_job, submit_job
+from tricklab.server.store import TERMINAL, JobNotFound, Store
 from tricks.spec import JobSpec, SpecError
-
-log = logging.getLogger("tricklab.api")
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -123,35 +117,19 @@ def create_job(
         response.headers["Location"] = f"/jobs/{idem.replay_id}"
         return job_public(load_job(store, idem.replay_id, tenant))
     try:
-        repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
         try:
-            meta, plan = plan_job(spec, repo, tenant)
+            job = prepare_job(
+                spec, store=store, settings=settings, tenant=tenant, limits=principal.limits
+            )
         except SpecError as e:
             raise invalid(list(e.loc), e.msg) from None
-        quotas.check_train_samples(plan["epochs"], plan["n_train"], principal.limits)
-        queue = choose_queue(spec, store, settings.worker_ttl_s)
-        try:
-            rec = store.create_job(
-                body,
-                tenant=tenant,
-                queue=queue,
-                extra=record_extra(spec, meta, plan),
-                max_active=principal.limits.max_active_jobs,
-            )
-        except QuotaExceeded as e:
-            raise quotas.active_jobs_error(e.active, e.max_active) from None
+        rec = submit_job(job, store=store, celery=celery, tenant=tenant, limits=principal.limits)
     except BaseException:
         if idem is not None:
             idem.release()
         raise
     if idem is not None:
         idem.done(rec["id"])
-    try:
-        enqueue_training(celery, rec["id"], queue)
-    except Exception:  # noqa: BLE001 - the record stays queued; the reconciler re-publishes it
-        log.exception(
-            "could not publish job %s to queue %s; left queued for the reconciler", rec["id"], queue
-        )
     response.headers["Location"] = f"/jobs/{rec['id']}"
     return job_public(rec)
 

@@ -70,7 +70,7 @@ def read_metrics(request: Request) -> Response:
         out.sample("tricklab_running_jobs_reporting", snap.running_reporting)
         name = "tricklab_job_duration_seconds"
         out.family(name, "histogram", "Run time (first start to finish) of jobs a worker finished.")
-        for s, h in snap.job_seconds.items():
-            out.histogram(name, {"status": s}, h.buckets, h.count, h.sum)
+        for status, h in snap.job_seconds.items():
+            out.histogram(name, {"status": status}, h.buckets, h.count, h.sum)
     render_latencies(out, hist)
     return Response(out.text(), media_type=CONTENT_TYPE)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import ValidationError
 
-from api import quotas
 from api.auth import Limits, PrincipalDep
-from api.celery_client import enqueue_training
-from api.deps import CeleryDep, SeriesRedisDep, SettingsDep, StoreDep, TenantDep
+from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, not_found
 from api.idempotency import Idempotency, idempotent
-from api.planning import choose_queue, plan_job, record_extra
 from api.schemas import ErrorPublic
-from api.uploads import DatasetRepo
+from api.submit import api_enqueue, prepare_job
 from tricklab import sweep_report
-from tricklab.server.series import read_series
-from tricklab.server.store import TERMINAL
+from tricklab.server import sweep_scheduler
+from tricklab.server.store import TERMINAL, Store, new_id
 from tricklab.server.sweeps import SweepNotFound, SweepStore, counts, sweep_status
+from tricklab.settings import Settings
 from tricklab.sweep_spec import SweepSpec, child_spec, expand
 from tricks.spec import JobSpec, SpecError, validation_errors
 
@@ -60,10 +57,9 @@ def _variant_error(v: Any, seed: int, loc: list, msg: str) -> ApiError:
 
 
 def _children(
-    sweep: SweepSpec, store: Any, settings: Any, tenant: str, limits: Limits
+    sweep: SweepSpec, store: Store, settings: Settings, tenant: str, limits: Limits
 ) -> tuple[list, list[dict[str, Any]]]:
-    """Validate every (variant, seed) exactly as POST /jobs does; the create payloads."""
-    repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
+    """Prepare every (variant, seed) exactly as POST /jobs does; the create payloads."""
     variants = expand(sweep)
     children = []
     for v in variants:
@@ -75,28 +71,27 @@ def _children(
                 err = validation_errors(e)[0]
                 raise _variant_error(v, seed, err["loc"], err["msg"]) from None
             try:
-                meta, plan = plan_job(spec, repo, tenant)
+                job = prepare_job(
+                    spec,
+                    store=store,
+                    settings=settings,
+                    tenant=tenant,
+                    limits=limits,
+                    variant=v.name,
+                    variant_index=str(v.index),
+                    seed=str(seed),
+                )
             except SpecError as e:
                 raise _variant_error(v, seed, list(e.loc), e.msg) from None
-            try:
-                quotas.check_train_samples(plan["epochs"], plan["n_train"], limits)
-            except ApiError as e:
+            except ApiError as e:  # over max_train_samples
                 raise _variant_error(v, seed, ["training", "epochs"], e.message) from None
-            dumped = spec.model_dump(mode="json")
             children.append(
                 {
                     "variant": v.index,
                     "seed": seed,
-                    "spec": dumped,
-                    "queue": choose_queue(spec, store, settings.worker_ttl_s),
-                    "extra": record_extra(
-                        spec,
-                        meta,
-                        plan,
-                        variant=v.name,
-                        variant_index=str(v.index),
-                        seed=str(seed),
-                    ),
+                    "spec": job.spec,
+                    "queue": job.queue,
+                    "extra": job.extra,
                 }
             )
     # start order: seed-major, so an early look at the table has every variant
@@ -140,7 +135,7 @@ def sweep_public(
     }
 
 
-def _load(ss: SweepStore, sweep_id: str, tenant: str) -> dict[str, Any]:
+def load_sweep(ss: SweepStore, sweep_id: str, tenant: str) -> dict[str, Any]:
     try:
         return ss.get(sweep_id, tenant)
     except SweepNotFound:
@@ -167,14 +162,17 @@ def create_sweep(
     idem: Annotated[Idempotency | None, Depends(idempotent("sweeps"))],
 ) -> dict[str, Any]:
     """Validate every variant up front, record the sweep and start its first children."""
+    ss = SweepStore(store)
     if idem is not None and idem.replay_id is not None:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = f"/sweeps/{idem.replay_id}"
-        return sweep_public(SweepStore(store), _load(SweepStore(store), idem.replay_id, tenant))
+        return sweep_public(ss, load_sweep(ss, idem.replay_id, tenant))
     variants, children = _children(sweep, store, settings, tenant, principal.limits)
-    ss = SweepStore(store)
-    sweep_id = ss.create(
+    sweep_id = new_id("s")
+    sweep_scheduler.mark_open(store, sweep_id, tenant)
+    ss.create(
+        sweep_id=sweep_id,
         tenant=tenant,
         name=sweep.name,
         kind=sweep.kind(),
@@ -195,7 +193,7 @@ def create_sweep(
     )
     if idem is not None:
         idem.done(sweep_id)
-    ss.step(sweep_id, lambda job_id, queue: enqueue_training(celery, job_id, queue))
+    sweep_scheduler.step(ss, sweep_id, api_enqueue(celery))
     response.headers["Location"] = f"/sweeps/{sweep_id}"
     return sweep_public(ss, ss.get(sweep_id))
 
@@ -231,17 +229,15 @@ def read_sweeps(
 def read_sweep(
     sweep_id: str,
     store: StoreDep,
-    celery: CeleryDep,
     tenant: TenantDep,
     metric: Annotated[
         Metric, Query(description="The metric rows are compared on (Welch's t-test).")
     ] = "final_val_acc",
 ) -> dict[str, Any]:
     """The sweep: status from its children, counts and the results table."""
+    # Read only: the worker's follow-ups and the reconciler start pending children.
     ss = SweepStore(store)
-    _load(ss, sweep_id, tenant)
-    ss.step(sweep_id, lambda job_id, queue: enqueue_training(celery, job_id, queue))
-    return sweep_public(ss, _load(ss, sweep_id, tenant), metric)
+    return sweep_public(ss, load_sweep(ss, sweep_id, tenant), metric)
 
 
 @router.post(
@@ -252,7 +248,7 @@ def read_sweep(
 def cancel_sweep(sweep_id: str, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
     """Cancel a sweep: queued children at once, running ones at their next log point; pending ones never start."""
     ss = SweepStore(store)
-    sweep = _load(ss, sweep_id, tenant)
+    sweep = load_sweep(ss, sweep_id, tenant)
     status = sweep_status(sweep, ss.child_jobs(sweep))
     if status in TERMINAL and not sweep["cancelled"]:
         raise ApiError(
@@ -268,54 +264,4 @@ def cancel_sweep(sweep_id: str, store: StoreDep, tenant: TenantDep) -> dict[str,
         "status": sweep_status(sweep, ss.child_jobs(sweep)),
         "cancelled": True,
         "jobs": [{"job_id": j, "outcome": o} for j, o in outcomes],
-    }
-
-
-@router.get("/{sweep_id}/curves", responses=ERRORS)
-def read_sweep_curves(
-    sweep_id: str,
-    store: StoreDep,
-    rb: SeriesRedisDep,
-    tenant: TenantDep,
-    metric: Annotated[str, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "val_acc",
-    x: Annotated[
-        Literal["step", "fraction"],
-        Query(description="Align seeds by step or by fraction of the schedule."),
-    ] = "step",
-    max_points: Annotated[int, Query(ge=2, le=5000)] = 400,
-) -> dict[str, Any]:
-    """One mean curve per variant with a min–max band over its seeds."""
-    ss = SweepStore(store)
-    sweep = _load(ss, sweep_id, tenant)
-    jobs = ss.child_jobs(sweep)
-    per_variant: list[list] = [[] for _ in sweep["variants"]]
-    for c in sweep["children"]:
-        job = jobs.get(c["job_id"])
-        if job is None:
-            continue
-        got = read_series(rb, store.series_prefix(job["id"]), [metric], None, 4 * max_points)
-        s = got["series"].get(metric)
-        if not s or not s["step"]:
-            continue
-        steps = np.asarray(s["step"], float)
-        vals = np.asarray([np.nan if v is None else v for v in s["value"]], float)
-        if x == "fraction":
-            total = (job.get("plan") or {}).get("total_steps") or 0
-            if total <= 0:
-                continue
-            steps = (steps + 1) / total  # a value at step t is after t+1 updates
-        per_variant[c["variant"]].append((steps, vals))
-    return {
-        "id": sweep_id,
-        "metric": metric,
-        "x": x,
-        "variants": [
-            {
-                "variant": v["index"],
-                "name": v["name"],
-                "seeds": len(per_variant[v["index"]]),
-                **sweep_report.band(per_variant[v["index"]], max_points),
-            }
-            for v in sweep["variants"]
-        ],
     }
