@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
+sys.path[:0] = [str(ROOT / "tests")]
 
 
 def main() -> int:
@@ -30,7 +30,8 @@ def main() -> int:
     a = ap.parse_args()
     import httpx
     import support as cf  # test helpers: a private Redis, the API and workers as processes
-    from rel_helpers import assert_attempts_never_overlap, assert_curves_continuous, spec
+    from support import assert_attempts_never_overlap, assert_curves_continuous
+    from support import reliability_spec as spec
 
     rng = random.Random(a.seed)
     tmp = Path(tempfile.mkdtemp(prefix="tricklab-soak-"))

@@ -14,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as redis_lib
-from support import ROOT, Proc, launch_api
+from support import Proc, launch_api, locs, minimal_spec, submit
 
 from tricklab.server.store import Store, connect
 
-__all__ = ["ROOT", "EXAMPLE", "locs"]
-
-EXAMPLE = {"data": {"dataset": "digits"}, "training": {"epochs": 3, "batch_size": 64}}
+# Tests take these from support (minimal_spec(), locs); the names stay here for the
+# ones that still import them from this conftest.
+__all__ = ["EXAMPLE", "locs"]
+EXAMPLE = minimal_spec()
 
 
 @dataclass
@@ -39,9 +40,8 @@ class Api:
         return redis_lib.Redis.from_url(self.redis_url)
 
     def create_job(self, c: httpx.Client, **overrides) -> dict:
-        r = c.post("/jobs", json={**EXAMPLE, **overrides})
-        assert r.status_code == 201, r.text
-        return r.json()
+        """A queued job of minimal_spec(), with top-level sections replaced by `overrides`."""
+        return submit(c, {**minimal_spec(), **overrides})
 
     def run_job(self, job_id: str, worker: str = "test-worker") -> int:
         """Claim the job as a worker would; returns the attempt number."""
@@ -71,7 +71,3 @@ def api(redis_server, tmp_path_factory) -> Iterator[Api]:
 def client(api: Api) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
-
-
-def locs(err: dict) -> list[list]:
-    return [d["loc"] for d in err["details"]]

@@ -6,9 +6,7 @@ import subprocess
 import sys
 
 import httpx
-from support import assert_error, free_port, service_env, start_api, wait_for
-
-from tests.api.conftest import EXAMPLE, ROOT
+from support import ROOT, assert_error, free_port, minimal_spec, service_env, start_api, wait_for
 
 
 def test_unknown_route_and_method_use_the_error_shape(client):
@@ -18,7 +16,7 @@ def test_unknown_route_and_method_use_the_error_shape(client):
 
 
 def test_json_body_over_the_limit_is_413(client):
-    body = {**EXAMPLE, "name": "x" * 100_000}
+    body = {**minimal_spec(), "name": "x" * 100_000}
     err = assert_error(client.post("/jobs", json=body), 413, "payload_too_large")
     assert "limit" in err["message"]
 
@@ -70,7 +68,7 @@ def test_redis_outage_is_503_in_the_error_shape(tmp_path):
         with httpx.Client(base_url=url, timeout=30) as c:
             for resp in (
                 c.get("/jobs"),
-                c.post("/jobs", json=EXAMPLE),
+                c.post("/jobs", json=minimal_spec()),
                 c.get("/jobs/j0000000000000000dead"),
                 c.get("/datasets"),
                 c.get("/readyz"),

@@ -6,9 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from support import assert_error
-
-from tests.api.conftest import locs
+from support import assert_error, locs
 
 
 def npz(**arrays) -> bytes:

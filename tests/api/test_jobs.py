@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from support import assert_error
+from support import assert_error, locs, minimal_spec, wait_for
 
-from tests.api.conftest import EXAMPLE, locs
+EXAMPLE = minimal_spec()  # 3 epochs of 22 steps; every other section the API's default
 
 
 def test_create_job_answers_201_with_location_and_writes_the_record(api, client):
@@ -49,10 +47,7 @@ def test_device_picks_the_queue(api, client):
     try:
         # the API caches live queues for QUEUES_CACHE_S (2 s): a new GPU worker is seen
         # within that bound, not necessarily by the very next request
-        deadline = time.monotonic() + 3
-        while (queue := api.create_job(client)["queue"]) != "gpu" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert queue == "gpu"
+        wait_for(lambda: api.create_job(client)["queue"] == "gpu", 3, 0.2, what="a gpu job")
     finally:
         api.store.worker_gone("gpu-test@x")
 

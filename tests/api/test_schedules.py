@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from support import assert_error
+from support import assert_error, locs
 
-from tests.api.conftest import locs
 from tricks.schedules import lr_curve
 from tricks.spec import ScheduleSpec
 

@@ -8,9 +8,8 @@ import time
 
 import httpx
 import pytest
-from support import assert_error
+from support import assert_error, locs
 
-from tests.api.conftest import locs
 from tricklab.server.series import SeriesWriter
 from tricks.schedules import lr_curve
 from tricks.spec import JobSpec
@@ -114,7 +113,6 @@ def test_events_stream_status_and_progress_then_close_on_terminal(api, client):
     job = api.create_job(client)
 
     def drive():
-        time.sleep(0.3)
         a = api.run_job(job["id"])
         api.store.heartbeat(
             job["id"],
@@ -123,15 +121,15 @@ def test_events_stream_status_and_progress_then_close_on_terminal(api, client):
             progress={"step": 10, "total_steps": 66},
             metrics={"train_loss": 1.0},
         )
-        time.sleep(0.2)
+        time.sleep(0.2)  # the job runs a moment: its progress streams before it finishes
         api.store.finish(job["id"], a, "succeeded", result={"steps": 66})
 
     t = threading.Thread(target=drive)
-    t.start()
     started = time.monotonic()
     with client.stream("GET", f"/jobs/{job['id']}/events", timeout=20) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
+        t.start()  # the stream is open: what the job does from here on arrives live
         events = read_sse(resp)
     t.join()
     assert time.monotonic() - started < 10  # closed by the server on the terminal status
@@ -161,9 +159,11 @@ def test_events_stream_status_and_progress_then_close_on_terminal(api, client):
 def test_events_stream_ends_when_a_queued_job_is_cancelled(api, client):
     job = api.create_job(client)
     # its own client: an httpx.Client is not to be shared with the streaming thread
-    threading.Timer(0.5, lambda: httpx.post(f"{api.url}/jobs/{job['id']}/cancel")).start()
+    cancel = threading.Thread(target=httpx.post, args=(f"{api.url}/jobs/{job['id']}/cancel",))
     with client.stream("GET", f"/jobs/{job['id']}/events", timeout=20) as resp:
+        cancel.start()  # once the stream is open
         events = read_sse(resp)
+    cancel.join()
     assert [e["data"]["status"] for e in events] == ["queued", "cancelled"]
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tricklab.client.http import ApiError, Client, ConnectionError, Event, parse_sse, parse_sse_bytes
+from tricklab.client.http import (
+    ApiError,
+    Client,
+    ConnectionError,
+    Event,
+    parse_sse,
+    parse_sse_bytes,
+)
 from tricks.spec import JobSpec, ScheduleSpec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support import ROOT, long_spec, wait_running
 
 from tricklab.client.http import ApiError, Client
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -174,8 +173,8 @@ def test_upload_and_train_on_signals(service, client, tmp_path):
     assert job["status"] == "succeeded", job.get("error")
 
 
-def test_cli_watch_exits_130_when_the_job_is_cancelled(service, client):
-    job = client.submit(small("warmup_cosine.json", epochs=200))
+def test_cli_watch_exits_130_when_the_job_is_cancelled(service, client, cleanup):
+    job = cleanup.job(client.submit(long_spec()))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRICKLAB_URL": service.api_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tricklab.client.cli", "watch", job["id"]],
@@ -186,7 +185,8 @@ def test_cli_watch_exits_130_when_the_job_is_cancelled(service, client):
         text=True,
     )
     try:
-        service.wait_job(job["id"], statuses=("running",), timeout=60)
+        with service.client() as c:
+            wait_running(c, job["id"])
         client.cancel(job["id"])
         out, err = proc.communicate(timeout=60)
     finally:

@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from support import ROOT, plain_spec, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 # The first chart colour (charts.js PALETTE[0]): the preview's lr and the job's train_loss.
 SERIES_RGB = (37, 99, 235)
@@ -53,20 +52,6 @@ def base_url(request) -> str:
     return url.rstrip("/")
 
 
-def wait(pred, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
-
-
 def points(drv, sel: str) -> int:
     return int(drv.find_element("css selector", sel).get_attribute("data-points") or 0)
 
@@ -84,12 +69,12 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     drv = browser
     ARTIFACTS.mkdir(exist_ok=True)
     drv.get(f"{base_url}/")
-    wait(lambda: drv.find_element("id", "jobs-table"), what="the jobs list")
+    wait_for(lambda: drv.find_element("id", "jobs-table"), what="the jobs list")
 
     # ----------------------------------------------------------- the designer
     drv.find_element("id", "new-job").click()
-    dataset = wait(lambda: drv.find_element("id", "f-data-dataset"), what="the designer")
-    wait(
+    dataset = wait_for(lambda: drv.find_element("id", "f-data-dataset"), what="the designer")
+    wait_for(
         lambda: "digits" in [o.get_attribute("value") for o in Select(dataset).options],
         what="GET /datasets to fill the dataset select",
     )
@@ -100,12 +85,12 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     set_value(drv, "training.log_every", "5")
 
     # digits: 1438 training samples // batch 64 = 22 steps per epoch, 2 epochs
-    wait(
+    wait_for(
         lambda: "44 steps" in drv.find_element("id", "preview-info").text,
         what="the preview summary for 44 steps",
     )
-    wait(lambda: points(drv, "#preview-chart") == 44, what="44 preview points")
-    wait(
+    wait_for(lambda: points(drv, "#preview-chart") == 44, what="44 preview points")
+    wait_for(
         lambda: drv.execute_script(COLOURED_PIXELS_JS, "#preview-chart", *SERIES_RGB) > 50,
         what="the preview lr line on the canvas",
     )
@@ -117,17 +102,17 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     )
     set_value(drv, "schedule.warmup.epochs", "3")
     warmup_err = '.field[data-path="schedule.warmup.epochs"] .err'
-    wait(
+    wait_for(
         lambda: "longer than training" in drv.find_element("css selector", warmup_err).text,
         what="the preview's 422 beside schedule.warmup.epochs",
     )
     drv.find_element("id", "submit-job").click()
-    wait(lambda: drv.find_element("id", "form-error").text, what="the submit's 422")
+    wait_for(lambda: drv.find_element("id", "form-error").text, what="the submit's 422")
     assert "longer than training" in drv.find_element("css selector", warmup_err).text
     assert "#/jobs/" not in drv.current_url
 
     set_value(drv, "schedule.warmup.epochs", "0.5")
-    wait(
+    wait_for(
         lambda: (
             not drv.find_element("css selector", warmup_err).text
             and "44 steps" in drv.find_element("id", "preview-info").text
@@ -136,7 +121,7 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     )
     drv.save_screenshot(str(ARTIFACTS / "dashboard-designer.png"))
     drv.find_element("id", "submit-job").click()
-    m = wait(
+    m = wait_for(
         lambda: re.search(r"#/jobs/(j[0-9a-f]+)", drv.current_url),
         what="navigation to the new job",
     )
@@ -144,7 +129,7 @@ def test_design_submit_and_watch_a_job(base_url, browser):
 
     # ------------------------------------------------------------ the list
     drv.find_element("css selector", '[data-nav="jobs"]').click()
-    row = wait(
+    row = wait_for(
         lambda: drv.find_element("css selector", f'#jobs-table tr[data-id="{job_id}"]'),
         what="the job's row in the list",
     )
@@ -152,29 +137,29 @@ def test_design_submit_and_watch_a_job(base_url, browser):
     row.find_element("css selector", "a.job-link").click()
 
     # ------------------------------------------------------------- the job
-    wait(lambda: job_id in drv.current_url, what="the job page")
-    wait(lambda: points(drv, "#chart-loss") > 0, timeout=120, what="loss points")
-    wait(
+    wait_for(lambda: job_id in drv.current_url, what="the job page")
+    wait_for(lambda: points(drv, "#chart-loss") > 0, timeout=120, what="loss points")
+    wait_for(
         lambda: drv.find_element("css selector", "#view .badge").text == "succeeded",
         timeout=120,
         what="the job to succeed",
     )
     # 2 epochs: train_loss every 5 steps plus 2 val_loss points; lr planned + actual
-    wait(lambda: points(drv, "#chart-loss") >= 6, what="train and val loss points")
-    wait(lambda: points(drv, "#chart-lr") >= 44, what="the planned lr curve")
-    wait(
+    wait_for(lambda: points(drv, "#chart-loss") >= 6, what="train and val loss points")
+    wait_for(lambda: points(drv, "#chart-lr") >= 44, what="the planned lr curve")
+    wait_for(
         lambda: drv.execute_script(COLOURED_PIXELS_JS, "#chart-loss", *SERIES_RGB) > 30,
         what="the train_loss line on the canvas",
     )
     assert drv.find_element("id", "job-name").text == name
     assert '"dataset": "digits"' in drv.find_element("id", "job-spec").text
     assert drv.find_element("id", "download-model").is_displayed()
-    time.sleep(0.3)
+    time.sleep(0.3)  # screenshots are for a human look: let the last frame paint
     drv.save_screenshot(str(ARTIFACTS / "dashboard-job.png"))
 
     # --------------------------------------------------------- compare view
     drv.get(f"{base_url}/#/compare?ids={job_id}&metric=val_acc&x=epoch")
-    wait(lambda: points(drv, "#compare-chart") >= 2, what="val_acc points in compare")
+    wait_for(lambda: points(drv, "#compare-chart") >= 2, what="val_acc points in compare")
     assert name in drv.find_element("id", "compare-table").text
     drv.save_screenshot(str(ARTIFACTS / "dashboard-compare.png"))
 
@@ -188,12 +173,7 @@ def test_sweep_page_table_and_band_chart(base_url, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     body = {
         "name": f"dashboard sweep {int(time.time())}",
-        "base": {
-            "data": {"dataset": "digits"},
-            "model": {"arch": "mlp", "hidden": [32]},
-            "schedule": {"decay": {"kind": "constant"}},
-            "training": {"epochs": 2, "device": "cpu", "log_every": 5},
-        },
+        "base": plain_spec(),
         "grid": {"regularization.label_smoothing": [0.0, 0.2]},
         "seeds": 1,
         "max_concurrent": 2,
@@ -203,7 +183,7 @@ def test_sweep_page_table_and_band_chart(base_url, browser):
     sweep = r.json()
 
     drv.get(f"{base_url}/#/sweeps")
-    link = wait(
+    link = wait_for(
         lambda: drv.find_element(
             "css selector", f'#sweeps-table tr[data-id="{sweep["id"]}"] a.sweep-link'
         ),
@@ -211,13 +191,13 @@ def test_sweep_page_table_and_band_chart(base_url, browser):
     )
     assert "active" in drv.find_element("id", "nav-sweeps").get_attribute("class")
     link.click()
-    wait(lambda: sweep["id"] in drv.current_url, what="the sweep page")
-    wait(
+    wait_for(lambda: sweep["id"] in drv.current_url, what="the sweep page")
+    wait_for(
         lambda: drv.find_element("css selector", "#view .badge").text == "succeeded",
         timeout=180,
         what="the sweep to succeed",
     )
-    rows = wait(
+    rows = wait_for(
         lambda: (
             (rs := drv.find_elements("css selector", "#sweep-results tbody tr"))
             and len(rs) == 2
@@ -230,8 +210,8 @@ def test_sweep_page_table_and_band_chart(base_url, browser):
     # one seed: Welch's test needs two per side, so the row says so instead of a marker
     assert "needs ≥ 2 seeds" in rows[1].text
     # val_acc by step: 2 variants × (mean, max, min) × 2 epochs
-    wait(lambda: points(drv, "#sweep-chart") >= 12, what="the mean curves and bands")
-    wait(
+    wait_for(lambda: points(drv, "#sweep-chart") >= 12, what="the mean curves and bands")
+    wait_for(
         lambda: drv.execute_script(COLOURED_PIXELS_JS, "#sweep-chart", *SERIES_RGB) > 30,
         what="the first variant's mean line on the canvas",
     )
@@ -240,16 +220,16 @@ def test_sweep_page_table_and_band_chart(base_url, browser):
 
     Select(drv.find_element("id", "sweep-curve-x")).select_by_value("fraction")
     Select(drv.find_element("id", "sweep-curve-metric")).select_by_value("train_loss")
-    wait(lambda: "x=fraction" in drv.current_url, what="x=fraction in the URL")
-    wait(lambda: points(drv, "#sweep-chart") >= 40, what="train_loss curves by fraction")
+    wait_for(lambda: "x=fraction" in drv.current_url, what="x=fraction in the URL")
+    wait_for(lambda: points(drv, "#sweep-chart") >= 40, what="train_loss curves by fraction")
     children = drv.find_elements("css selector", "a.sweep-child")
     assert len(children) == 2
-    time.sleep(0.3)
+    time.sleep(0.3)  # screenshots are for a human look: let the last frame paint
     drv.save_screenshot(str(ARTIFACTS / "dashboard-sweep.png"))
 
     # a child's job page links back to its sweep
     children[0].click()
-    back = wait(lambda: drv.find_element("id", "job-sweep"), what="the sweep link on the job")
+    back = wait_for(lambda: drv.find_element("id", "job-sweep"), what="the sweep link on the job")
     assert back.text == sweep["id"]
 
 
@@ -260,8 +240,8 @@ def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
     drv = browser
     ARTIFACTS.mkdir(exist_ok=True)
     drv.get(f"{base_url}/#/new")
-    dataset = wait(lambda: drv.find_element("id", "f-data-dataset"), what="the designer")
-    wait(
+    dataset = wait_for(lambda: drv.find_element("id", "f-data-dataset"), what="the designer")
+    wait_for(
         lambda: "digits" in [o.get_attribute("value") for o in Select(dataset).options],
         what="datasets",
     )
@@ -275,7 +255,7 @@ def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
         set_value(drv, key, value)
     drv.find_element("id", "run-range-test").click()
     err = '.field[data-path="lr_range.max_lr"] .err'
-    wait(lambda: drv.find_element("css selector", err).text, what="the range 422 beside max_lr")
+    wait_for(lambda: drv.find_element("css selector", err).text, what="the range 422 beside max_lr")
     assert "#/jobs/" not in drv.current_url
 
     for key, value in (
@@ -285,10 +265,10 @@ def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
     ):
         set_value(drv, key, value)
     drv.find_element("id", "run-range-test").click()
-    m = wait(lambda: re.search(r"#/jobs/(j[0-9a-f]+)", drv.current_url), what="the range job")
+    m = wait_for(lambda: re.search(r"#/jobs/(j[0-9a-f]+)", drv.current_url), what="the range job")
     job_id = m.group(1)
 
-    lr_text = wait(
+    lr_text = wait_for(
         lambda: drv.find_element("id", "suggested-lr").text, timeout=120, what="the suggestion"
     )
     job = httpx.get(f"{base_url}/jobs/{job_id}", timeout=10).json()
@@ -303,25 +283,25 @@ def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
     assert chart.get_attribute("data-x-scale") == "log"
     # the full per-step curve (range_*): raw and smoothed, one point each per step
     n = len(job["result"]["lr_range"]["lrs"])
-    wait(lambda: points(drv, "#chart-range") == 2 * n, what=f"{2 * n} range points")
-    wait(
+    wait_for(lambda: points(drv, "#chart-range") == 2 * n, what=f"{2 * n} range points")
+    wait_for(
         lambda: drv.execute_script(COLOURED_PIXELS_JS, "#chart-range", *SERIES_RGB) > 30,
         what="the smoothed loss on the canvas",
     )
-    wait(
+    wait_for(
         lambda: drv.execute_script(COLOURED_PIXELS_JS, "#chart-range", *SUGGEST_RGB) > 20,
         what="the suggested-lr marker on the canvas",
     )
-    time.sleep(0.3)
+    time.sleep(0.3)  # screenshots are for a human look: let the last frame paint
     drv.save_screenshot(str(ARTIFACTS / "dashboard-range-test.png"))
 
     drv.find_element("id", "use-lr").click()
-    wait(lambda: "#/new" in drv.current_url, what="the designer")
-    lr_input = wait(
+    wait_for(lambda: "#/new" in drv.current_url, what="the designer")
+    lr_input = wait_for(
         lambda: (el := drv.find_element("id", "f-optimizer-lr")).get_attribute("value") and el,
         what="optimizer.lr filled",
     )
-    wait(
+    wait_for(
         lambda: float(lr_input.get_attribute("value")) == pytest.approx(suggested, rel=1e-9),
         what="optimizer.lr = the suggestion",
     )
@@ -341,5 +321,5 @@ def test_range_test_from_the_designer_and_use_this_lr(base_url, browser):
     assert "range e2e" in drv.find_element(
         "css selector", '.field[data-key="name"] input'
     ).get_attribute("value")
-    wait(lambda: points(drv, "#preview-chart") > 0, what="the preview with the new lr")
+    wait_for(lambda: points(drv, "#preview-chart") > 0, what="the preview with the new lr")
     drv.save_screenshot(str(ARTIFACTS / "dashboard-use-lr.png"))

@@ -19,15 +19,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support import ROOT, ApiProc, launch_api, wait_for
+from support import ROOT, ApiProc, launch_api, minimal_spec, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 DB = 7  # 0 service, 1 api, 5/6 security
-SPEC = {
-    "name": "auth dashboard job",
-    "data": {"dataset": "digits"},
-    "training": {"epochs": 2, "batch_size": 64},
-}
+SPEC = {"name": "auth dashboard job", **minimal_spec()}
 WRONG_KEY = "tl_000000000000_" + "0" * 48
 
 
@@ -52,8 +48,12 @@ def make_key(api: ApiProc, name: str) -> str:
     return json.loads(res.stdout)["key"]
 
 
-def wait(pred, what: str, timeout: float = 10):
-    return wait_for(pred, timeout, 0.1, what=what)
+def jobs_polls(drv) -> int:
+    """How many GET /jobs the page has sent since it loaded (its resource timing entries)."""
+    return drv.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.includes('/jobs?')).length"
+    )
 
 
 def dialog_open(drv) -> bool:
@@ -67,7 +67,7 @@ def enter_key(drv, key: str) -> None:
     field.clear()
     field.send_keys(key)
     drv.find_element("css selector", '#key-form button[type="submit"]').click()
-    wait(lambda: not dialog_open(drv), "the prompt to close")
+    wait_for(lambda: not dialog_open(drv), what="the prompt to close")
 
 
 def test_key_prompt_on_401_then_kept_across_reloads(browser, auth_api):
@@ -85,50 +85,53 @@ def test_key_prompt_on_401_then_kept_across_reloads(browser, auth_api):
 
     # ------------------------------------------- first visit: 401 → the prompt
     drv.get(f"{url}/")
-    wait(lambda: dialog_open(drv), "the key prompt after the API's 401")
+    wait_for(lambda: dialog_open(drv), what="the key prompt after the API's 401")
     assert "401" in drv.find_element("id", "key-reason").text
     assert not drv.find_elements("css selector", row)
     drv.save_screenshot(str(ARTIFACTS / "dashboard-auth-prompt.png"))
     enter_key(drv, key)
-    listed = wait(lambda: drv.find_element("css selector", row), "the job in the list")
+    listed = wait_for(lambda: drv.find_element("css selector", row), what="the job in the list")
     assert SPEC["name"] in listed.text and "queued" in listed.text
     assert drv.execute_script("return localStorage.getItem('tricklab.apiKey')") == key
 
     # ------------------------------------------------ reload: no prompt
     drv.refresh()
-    wait(lambda: drv.find_element("css selector", row), "the job after a reload")
+    wait_for(lambda: drv.find_element("css selector", row), what="the job after a reload")
     assert not dialog_open(drv)
-    time.sleep(2.5)  # one more poll (every 2 s) with the kept key, still no prompt
+    # Two more polls with the kept key, still no prompt: the second is sent only once the
+    # first has been handled (a 401 would have held it behind the prompt).
+    polled = jobs_polls(drv)
+    wait_for(lambda: jobs_polls(drv) >= polled + 2, what="two more polls of the jobs list")
     assert not dialog_open(drv) and drv.find_elements("css selector", row)
 
     # ---------------------- a wrong key: the prompt again, Escape is not a dead end
     drv.find_element("id", "api-key-button").click()
-    wait(lambda: dialog_open(drv), "the prompt from the API key button")
+    wait_for(lambda: dialog_open(drv), what="the prompt from the API key button")
     enter_key(drv, WRONG_KEY)
-    wait(lambda: dialog_open(drv), "the prompt again after the wrong key's 401", timeout=6)
+    wait_for(lambda: dialog_open(drv), what="the prompt again after the wrong key's 401", timeout=6)
     assert "401" in drv.find_element("id", "key-reason").text
     drv.find_element("id", "key-input").send_keys(Keys.ESCAPE)
-    wait(lambda: not dialog_open(drv), "Escape to close the prompt")
-    note = wait(
+    wait_for(lambda: not dialog_open(drv), what="Escape to close the prompt")
+    note = wait_for(
         lambda: (
             "unknown, malformed or revoked"
             in (t := drv.find_element("css selector", ".formerror").text)
             and t
         ),
-        "the 401's message on the jobs page",
+        what="the 401's message on the jobs page",
     )
     assert note.startswith("Could not load jobs")
     assert drv.find_element("id", "jobs-table").is_displayed()
     # the next poll asks again (the prompt is not left waiting forever)
-    wait(lambda: dialog_open(drv), "the prompt on the next poll", timeout=6)
+    wait_for(lambda: dialog_open(drv), what="the prompt on the next poll", timeout=6)
     enter_key(drv, key)
-    wait(
+    wait_for(
         lambda: (
             not drv.find_element("css selector", ".formerror").text
             and drv.find_element("css selector", row)
         ),
-        "the list back with the right key",
+        what="the list back with the right key",
     )
     assert not dialog_open(drv)
-    time.sleep(0.3)
+    time.sleep(0.3)  # screenshots are for a human look: let the last frame paint
     drv.save_screenshot(str(ARTIFACTS / "dashboard-auth.png"))

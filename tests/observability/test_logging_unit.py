@@ -8,10 +8,11 @@ import logging
 import threading
 
 import redis
-from promtext import parse, value
+from support.promtext import parse, value
 
 from api.observability import Exposition, LatencyHistograms, render_latencies
-from tricklab.server.logs import JsonFormatter, job_log, log_context, read_job_log, setup_logging
+from tricklab.server.joblog import job_log, read_job_log
+from tricklab.server.logs import JsonFormatter, log_context, setup_logging
 
 
 def record(msg: str, level: int = logging.INFO, **extra) -> logging.LogRecord:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from test_metrics import small_spec
+from support import small_spec, submit, wait_done, wait_for
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -21,22 +20,10 @@ def json_lines(path) -> list[dict]:
     return out
 
 
-def wait(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def test_job_logs_hold_the_epoch_lines_and_page_by_cursor(service):
     with service.client() as c:
-        job = c.post("/jobs", json=small_spec(epochs=3))
-        assert job.status_code == 201, job.text
-        jid = job.json()["id"]
-        done = service.wait_job(jid)
+        jid = submit(c, small_spec(epochs=3))["id"]
+        done = wait_done(c, jid)
         assert done["status"] == "succeeded", done
 
         r = c.get(f"/jobs/{jid}/logs")
@@ -72,8 +59,8 @@ def test_job_logs_404_for_an_unknown_job(service):
 
 def test_api_and_worker_write_json_lines_with_job_context(service):
     with service.client() as c:
-        jid = c.post("/jobs", json=small_spec(epochs=1)).json()["id"]
-        service.wait_job(jid)
+        jid = submit(c, small_spec(epochs=1))["id"]
+        wait_done(c, jid)
         c.get(f"/jobs/{jid}")
 
     def api_line():
@@ -82,7 +69,7 @@ def test_api_and_worker_write_json_lines_with_job_context(service):
                 return rec
         return None
 
-    rec = wait(api_line, what="the API's access line for the job")
+    rec = wait_for(api_line, 30, 0.1, what="the API's access line for the job")
     assert KEYS <= set(rec)
     assert rec["component"] == "api" and rec["logger"] == "tricklab.api.access"
     assert rec["status"] == 200 and rec["method"] == "GET"

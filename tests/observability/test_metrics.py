@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
-from promtext import parse, value
+from support import long_spec, small_spec, submit, wait_for, wait_running, wait_status
+from support.promtext import parse, value
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
-
-
-def small_spec(**training) -> dict:
-    return {
-        "name": "observability",
-        "data": {"dataset": "digits", "val_fraction": 0.2},
-        "model": {"arch": "mlp", "hidden": [32]},
-        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
-        "training": {"epochs": 2, "batch_size": 64, "seed": 0, "log_every": 5, **training},
-    }
 
 
 def metrics(c: httpx.Client):
@@ -26,20 +15,6 @@ def metrics(c: httpx.Client):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     return parse(r.text)
-
-
-def wait(pred, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def status(c: httpx.Client, job_id: str) -> dict:
-    return c.get(f"/jobs/{job_id}").json()
 
 
 def test_metrics_is_prometheus_text_with_every_family(service):
@@ -58,17 +33,13 @@ def test_metrics_is_prometheus_text_with_every_family(service):
     assert "tricklab_training_samples_per_second" in names
 
 
-def test_job_counts_queue_depth_throughput_and_durations_follow_the_jobs(service):
+def test_job_counts_queue_depth_throughput_and_durations_follow_the_jobs(service, cleanup):
     with service.client() as c:
         _, m0 = metrics(c)
         # A long job occupies the single worker; the second one waits in the broker.
-        blocker = c.post("/jobs", json=small_spec(epochs=1000, batch_size=16, log_every=1))
-        assert blocker.status_code == 201, blocker.text
-        bid = blocker.json()["id"]
-        wait(lambda: status(c, bid)["status"] == "running", what="the blocker to run")
-        queued = c.post("/jobs", json=small_spec())
-        assert queued.status_code == 201, queued.text
-        qid = queued.json()["id"]
+        bid = cleanup.job(submit(c, long_spec()))["id"]
+        wait_running(c, bid)
+        qid = cleanup.job(submit(c, small_spec()))["id"]
 
         _, m1 = metrics(c)
         for s, d in (("queued", 1), ("running", 1), ("cancelled", 0)):
@@ -76,8 +47,9 @@ def test_job_counts_queue_depth_throughput_and_durations_follow_the_jobs(service
             assert got == d, (s, got)
         assert value(m1, "tricklab_queue_depth", queue="cpu") >= 1
         # The running job reports samples/s at its log points.
-        wait(
+        wait_for(
             lambda: value(metrics(c)[1], "tricklab_training_samples_per_second", queue="cpu") > 0,
+            60,
             what="a throughput",
         )
 
@@ -95,7 +67,7 @@ def test_job_counts_queue_depth_throughput_and_durations_follow_the_jobs(service
 
         # The running one, cancelled, is finished by its worker: one duration observation.
         assert c.post(f"/jobs/{bid}/cancel").status_code == 202
-        wait(lambda: status(c, bid)["status"] == "cancelled", what="the blocker to stop")
+        wait_status(c, bid, "cancelled")
         _, m3 = metrics(c)
         name = "tricklab_job_duration_seconds_count"
         assert value(m3, name, status="cancelled") == value(m0, name, status="cancelled") + 1

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from rel_helpers import (
+from support import (
     assert_attempts_never_overlap,
     assert_curves_continuous,
-    at_epoch,
-    spec,
+    get_job,
+    reliability_spec,
     statuses,
     submit,
-    terminal,
+    wait_done,
+    wait_epoch,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -23,49 +26,64 @@ def test_redis_kill9_and_restart_loses_no_job(rel, reference):
     r = rel.redis.client()
     rel.add_worker()
     with rel.client() as c:
-        fin = submit(c, spec(epochs=2))
-        assert terminal(c, fin)["status"] == "succeeded"
-        run = submit(c, spec())
-        at_epoch(c, run, 2)
-        queued = submit(c, spec(epochs=3))
-        assert c.get(f"/jobs/{queued}").json()["status"] == "queued"
+        fin = submit(c, reliability_spec(epochs=2))["id"]
+        assert wait_done(c, fin)["status"] == "succeeded"
+        run_job = submit(c, reliability_spec())
+        run = run_job["id"]
+        wait_epoch(c, run, 2)
+        queued = submit(c, reliability_spec(epochs=3))["id"]
+        assert get_job(c, queued)["status"] == "queued"
 
         rel.redis.kill()
         down = time.monotonic()
         t0 = time.monotonic()
         g = c.get(f"/jobs/{run}")
-        p = c.post("/jobs", json=spec(epochs=2))
+        p = c.post("/jobs", json=reliability_spec(epochs=2))
         answered = time.monotonic() - t0
         assert g.status_code == 503 and p.status_code == 503, (g.text, p.text)
         assert g.json()["error"]["code"] == "redis_unavailable"
         assert "Redis" in g.json()["error"]["message"]
         assert answered < 5, f"503s took {answered:.2f}s"
-        time.sleep(2)  # the worker keeps training through the outage
+        # The outage lasts while the worker trains two more epochs (it writes their
+        # checkpoints with Redis down): measured in training, not in seconds, so the job
+        # is still running when Redis comes back whatever the training speed.
+        ckpts = rel.artifact_dir / "jobs" / run / "checkpoints"
+        spe = run_job["plan"]["steps_per_epoch"]
+        at_kill = _newest_checkpoint_step(ckpts)
+        wait_for(
+            lambda: _newest_checkpoint_step(ckpts) >= at_kill + 2 * spe,
+            60,
+            what="two epochs trained while Redis is down",
+        )
         rel.redis.start()
         outage = time.monotonic() - down
 
-        assert c.get(f"/jobs/{fin}").json()["status"] == "succeeded"
-        assert c.get(f"/jobs/{queued}").json()["status"] in ("queued", "running")
-        done = terminal(c, run)
+        assert get_job(c, fin)["status"] == "succeeded"
+        assert get_job(c, queued)["status"] in ("queued", "running")
+        done = wait_done(c, run)
         assert done["status"] == "succeeded", done
         assert_curves_continuous(c, done)
         assert_attempts_never_overlap(r, run)
         for k in ("val_acc", "val_loss"):
             assert done["metrics"][k] == reference["job"]["metrics"][k]
-        q = terminal(c, queued)
+        q = wait_done(c, queued)
         assert q["status"] == "succeeded", q
         assert_curves_continuous(c, q)
         print(f"redis outage {outage:.1f}s: running job attempts={done['attempts']}")
 
 
+def _newest_checkpoint_step(ckpts: Path) -> int:
+    return max((int(p.stem.split("-")[1]) for p in ckpts.glob("ckpt-*.pt")), default=-1)
+
+
 def test_reconciler_republishes_a_job_whose_message_was_lost(rel):
     r = rel.redis.client()
     with rel.client() as c:
-        jid = submit(c, spec(epochs=2))
+        jid = submit(c, reliability_spec(epochs=2))["id"]
         assert r.delete("cpu") == 1  # the broker message is gone; the record says queued
         w = rel.add_worker()
         t0 = time.monotonic()
-        done = terminal(c, jid, 60)
+        done = wait_done(c, jid, 60)
         took = time.monotonic() - t0
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 1
@@ -76,7 +94,7 @@ def test_reconciler_republishes_a_job_whose_message_was_lost(rel):
 def test_a_cancelled_queued_job_never_starts_across_restarts(rel):
     r = rel.redis.client()
     with rel.client() as c:
-        jid = submit(c, spec(epochs=2))  # no worker yet: it waits in the queue
+        jid = submit(c, reliability_spec(epochs=2))["id"]  # no worker yet: it waits in the queue
         assert c.post(f"/jobs/{jid}/cancel").status_code == 202
         rel.redis.kill()
         rel.redis.start()
@@ -84,9 +102,9 @@ def test_a_cancelled_queued_job_never_starts_across_restarts(rel):
         w.stop(10)  # a worker restart too
         rel.workers.remove(w)
         rel.add_worker()
-        probe = submit(c, spec(epochs=2))
-        assert terminal(c, probe)["status"] == "succeeded"
-        j = c.get(f"/jobs/{jid}").json()
+        probe = submit(c, reliability_spec(epochs=2))["id"]
+        assert wait_done(c, probe)["status"] == "succeeded"
+        j = get_job(c, jid)
         assert j["status"] == "cancelled" and j["attempts"] == 0 and j["started_at"] is None, j
         assert statuses(r, jid) == ["queued", "cancelled"]
 

@@ -8,17 +8,20 @@ import time
 
 import pytest
 from celery import Celery
-from rel_helpers import (
+from support import (
     LEASE_TTL_S,
+    LONG_TRAINING,
     MAX_RESTARTS,
     assert_attempts_never_overlap,
     assert_curves_continuous,
-    at_epoch,
-    spec,
+    events,
+    get_job,
+    reliability_spec,
     statuses,
     submit,
-    terminal,
-    wait,
+    wait_done,
+    wait_epoch,
+    wait_job,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
@@ -30,19 +33,23 @@ def _same_result(done: dict, ref: dict) -> None:
     assert done["best"] == ref["best"]
 
 
+def _attempt_2_running(j: dict) -> bool:
+    return j["attempts"] == 2 and j["status"] == "running"
+
+
 def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
     r = rel.redis.client()
     w = rel.add_worker()
     with rel.client() as c:
-        jid = submit(c, spec())
-        at_epoch(c, jid, 3)
+        jid = submit(c, reliability_spec())["id"]
+        wait_epoch(c, jid, 3)
         pid = int(r.hget(f"tl:job:{jid}", "worker_pid"))
         assert pid != w.proc.pid, "the job runs in a pool child"
         os.kill(pid, signal.SIGKILL)
         t0 = time.monotonic()
-        wait(c, jid, lambda j: j["attempts"] == 2 and j["status"] == "running", 30, "attempt 2")
+        wait_job(c, jid, _attempt_2_running, 30, "attempt 2")
         recovery = time.monotonic() - t0
-        done = terminal(c, jid)
+        done = wait_done(c, jid)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
         assert statuses(r, jid) == ["queued", "running", "queued", "running", "succeeded"]
@@ -50,7 +57,7 @@ def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
         assert_curves_continuous(c, done)
         _same_result(done, reference["job"])
         # the resumed attempt started from a checkpoint, not from scratch
-        starts = [d for t, d in _events(r, jid) if t == "start"]
+        starts = [d for t, d in events(r, jid) if t == "start"]
         assert starts[1]["resumed_from_step"] > 0, starts
         print(f"pool child SIGKILL: attempt 2 running after {recovery:.2f}s")
         assert recovery < LEASE_TTL_S + 2
@@ -58,8 +65,11 @@ def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
         # a late duplicate delivery of a finished job is a no-op
         app = Celery(broker=rel.redis.url, set_as_current=False)
         app.send_task("tricklab.train", args=[jid], queue="cpu")
-        time.sleep(2)
-        again = c.get(f"/jobs/{jid}").json()
+        # the one worker takes messages in order: once a job sent after the duplicate has
+        # run, the duplicate has been delivered and dropped
+        probe = submit(c, reliability_spec(epochs=2))["id"]
+        assert wait_done(c, probe)["status"] == "succeeded"
+        again = get_job(c, jid)
         assert (again["status"], again["attempts"]) == ("succeeded", 2)
         assert statuses(r, jid)[-1] == "succeeded"
 
@@ -72,8 +82,8 @@ def test_whole_worker_sigkill_lease_reaper_requeues_and_another_worker_resumes(r
     for w in workers:
         rel.wait_ready(w)
     with rel.client() as c:
-        jid = submit(c, spec())
-        at_epoch(c, jid, 2)
+        jid = submit(c, reliability_spec())["id"]
+        wait_epoch(c, jid, 2)
         holder_name = r.hget(f"tl:job:{jid}", "worker").split("@")[0]
         (w1,) = [w for w in workers if w.name == holder_name]  # type: ignore[attr-defined]
         w1.signal(signal.SIGKILL)  # host loss: parent and child at once, nothing acked
@@ -85,9 +95,9 @@ def test_whole_worker_sigkill_lease_reaper_requeues_and_another_worker_resumes(r
         newest = sorted(ck.glob("ckpt-*.pt"))[-1]
         (ck / f".{newest.name}.999.tmp").write_bytes(newest.read_bytes()[:1000])
         (ck / "ckpt-000099999.pt").write_bytes(newest.read_bytes()[:2000])
-        wait(c, jid, lambda j: j["attempts"] == 2 and j["status"] == "running", 30, "attempt 2")
+        wait_job(c, jid, _attempt_2_running, 30, "attempt 2")
         recovery = time.monotonic() - t0
-        done = terminal(c, jid)
+        done = wait_done(c, jid)
         assert done["status"] == "succeeded", done
         assert statuses(r, jid) == ["queued", "running", "queued", "running", "succeeded"]
         assert_attempts_never_overlap(r, jid)
@@ -100,11 +110,12 @@ def test_whole_worker_sigkill_lease_reaper_requeues_and_another_worker_resumes(r
 
 def test_a_job_that_keeps_crashing_fails_after_max_restarts(rel):
     r = rel.redis.client()
-    rel.add_worker()
+    w = rel.add_worker()
     with rel.client() as c:
-        jid = submit(c, spec())
+        # never reaches its end: every attempt is killed once it has made progress
+        jid = submit(c, reliability_spec(**LONG_TRAINING))["id"]
         for attempt in range(1, MAX_RESTARTS + 2):
-            wait(
+            wait_job(
                 c,
                 jid,
                 lambda j, a=attempt: (
@@ -116,17 +127,14 @@ def test_a_job_that_keeps_crashing_fails_after_max_restarts(rel):
                 f"attempt {attempt}",
             )
             os.kill(int(r.hget(f"tl:job:{jid}", "worker_pid")), signal.SIGKILL)
-        done = terminal(c, jid, 30)
+        done = wait_done(c, jid, 30)
         assert done["status"] == "failed", done
         assert done["error"]["type"] == "crashed"
         assert "max_restarts" in done["error"]["message"]
         assert done["attempts"] == MAX_RESTARTS + 1
-        time.sleep(2)  # and it stays failed: no crash loop
-        assert c.get(f"/jobs/{jid}").json()["status"] == "failed"
+        # and it stays failed, no crash loop: re-deliveries of the killed attempts come
+        # before a job sent now, so once that one has run they have all been dropped
+        probe = submit(c, reliability_spec(epochs=2))["id"]
+        assert wait_done(c, probe)["status"] == "succeeded", w.tail()
+        assert get_job(c, jid)["status"] == "failed"
         assert_attempts_never_overlap(r, jid)
-
-
-def _events(r, jid):
-    from rel_helpers import events
-
-    return events(r, jid)

@@ -21,7 +21,6 @@ from support import ROOT, Proc, launch_api
 
 from tricklab.server.store import connect
 
-SPEC = {"data": {"dataset": "digits"}, "training": {"epochs": 2, "batch_size": 64}}
 MAX_UPLOAD = 200_000
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from support import TERMINAL, long_spec, submit
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -24,27 +25,24 @@ METRICS = [
     "epoch_train_loss",
     "epoch_train_acc",
 ]
+# 1438 // 32 = 44 steps per epoch: epoch ends (43, 87, ...) are log points that are not
+# multiples of log_every, and the val_* cadence differs from the train_* one.
+STEPS_PER_EPOCH = 44
+# Polled while the job runs, before it is cancelled: enough rounds of the race between
+# the poller and the writes (train_* log points, epoch ends with their val_* points).
+POLLS_RUNNING, EPOCHS_SEEN = 20, 10
 
 
-EPOCHS = 40  # long enough (a few seconds) that the poller sees the job run
-
-
-def test_polling_with_next_since_equals_the_final_full_read(service):
-    spec = {
-        "name": "curves polling",
-        "data": {"dataset": "digits"},
-        "model": {"arch": "mlp", "hidden": [64]},
-        # 1438 // 32 = 44 steps per epoch: epoch ends (43, 87, ...) are log points
-        # that are not multiples of log_every, and val_* cadence differs from train_*
-        "training": {"epochs": EPOCHS, "batch_size": 32, "device": "cpu", "log_every": 4},
-    }
+def test_polling_with_next_since_equals_the_final_full_read(service, cleanup):
+    spec = {**long_spec(batch_size=32, log_every=4), "name": "curves polling"}
     got: dict[str, list[tuple[int, float | None]]] = {m: [] for m in METRICS}
     polls = 0
     with service.client() as c:
-        r = c.post("/jobs", json=spec)
-        assert r.status_code == 201, r.text
-        job_id = r.json()["id"]
+        job = cleanup.job(submit(c, spec))
+        job_id = job["id"]
+        assert job["plan"]["steps_per_epoch"] == STEPS_PER_EPOCH
         since = None
+        cancelled = False
         finished_polls = 0
         deadline = time.monotonic() + 180
         while finished_polls < 2:  # one more poll after the job is terminal
@@ -54,23 +52,32 @@ def test_polling_with_next_since_equals_the_final_full_read(service):
             if since is not None:
                 params["since"] = str(since)
             body = c.get(f"/jobs/{job_id}/curves", params=params).json()
-            polls += 1
             for m in METRICS:
                 s = body["series"][m]
                 got[m].extend(zip(s["step"], s["value"], strict=True))
             if body["next_since"] is not None:
                 assert since is None or body["next_since"] >= since
                 since = body["next_since"]
-            if status in ("succeeded", "failed", "cancelled"):
-                assert status == "succeeded"
+            if status == "running":
+                polls += 1
+            # Seen what it needs: stop the job, and read on until it has stopped.
+            if not cancelled and polls >= POLLS_RUNNING and len(got["val_acc"]) >= EPOCHS_SEEN:
+                assert c.post(f"/jobs/{job_id}/cancel").status_code == 202
+                cancelled = True
+            if status in TERMINAL:
+                assert status == "cancelled" and cancelled, status
                 finished_polls += 1
-            time.sleep(0.01)
+            time.sleep(0.01)  # the poller's pace: a client polling as fast as it reasonably would
         full = c.get(f"/jobs/{job_id}/curves", params={"metrics": ",".join(METRICS)}).json()
-    assert polls > 10, "the job finished before the poller saw it run"
+    assert polls >= POLLS_RUNNING, "the poller did not see the job run"
     for m in METRICS:
         steps = [s for s, _ in got[m]]
         assert len(steps) == len(set(steps)), f"{m}: a point came twice: {steps}"
         want = list(zip(full["series"][m]["step"], full["series"][m]["value"], strict=True))
         assert got[m] == want, f"{m}: polled {len(got[m])} points, the full read has {len(want)}"
-    assert [s for s, _ in got["val_acc"]] == [44 * e - 1 for e in range(1, EPOCHS + 1)]
-    assert full["next_since"] == EPOCHS * 44 - 1
+    epochs = len(got["val_acc"])
+    assert epochs >= EPOCHS_SEEN
+    assert [s for s, _ in got["val_acc"]] == [STEPS_PER_EPOCH * e - 1 for e in range(1, epochs + 1)]
+    # next_since is the last step of any point: here the last log point before the cancel
+    last = max(s["step"][-1] for s in full["series"].values() if s["step"])
+    assert full["next_since"] == last == full["series"]["lr"]["step"][-1]

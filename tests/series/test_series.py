@@ -3,13 +3,11 @@
 import asyncio
 import math
 import shutil
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
 import redis
+from support import RedisServer, free_port
 
 from tricklab.server import series
 from tricklab.server.series import (
@@ -24,31 +22,12 @@ from tricklab.server.series import (
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def redis_port():
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield port
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=10)
+def redis_port(tmp_path_factory):
+    srv = RedisServer(free_port(), tmp_path_factory.mktemp("series-redis"), aof=False)
+    srv.start()
+    yield srv.port
+    srv.stop()
 
 
 @pytest.fixture
@@ -275,9 +254,7 @@ def test_names_and_delete(r):
     write(r, "job:other:s", "lr", np.arange(10), np.ones(10))
     assert series_names(r, "job:j:s") == ["lr", "val_loss"]
     assert list(read_series(r, "job:j:s")["series"]) == ["lr", "val_loss"]
-    pipe = r.pipeline()
-    delete_series(pipe, "job:j:s")
-    pipe.execute()
+    delete_series(r, "job:j:s")
     assert series_names(r, "job:j:s") == []
     assert r.keys("job:j:s*") == []
     assert read_series(r, "job:j:s") == {"series": {}, "next_since": None}

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
-from service_helpers import small_spec, status_history, submit, wait_status
+from support import small_spec, statuses, submit, wait_done
 
 pytestmark = pytest.mark.service
 
@@ -18,9 +18,9 @@ def test_job_succeeds_with_curves_lr_and_model(service):
     with service.client() as c:
         job = submit(c, small_spec())
         assert job["status"] == "queued"
-        done = wait_status(c, job["id"], ("succeeded", "failed", "cancelled"))
+        done = wait_done(c, job["id"])
         assert done["status"] == "succeeded", done
-        assert status_history(service.redis.url, job["id"]) == ["queued", "running", "succeeded"]
+        assert statuses(service.redis.client(), job["id"]) == ["queued", "running", "succeeded"]
         assert done["attempts"] == 1 and done["error"] is None
         assert done["started_at"] and done["finished_at"]
 
@@ -65,7 +65,7 @@ def test_diverging_job_fails_with_a_readable_error(service):
     spec["regularization"] = {}
     with service.client() as c:
         job = submit(c, spec)
-        done = wait_status(c, job["id"], ("succeeded", "failed", "cancelled"))
+        done = wait_done(c, job["id"])
         assert done["status"] == "failed", done
         assert done["error"]["type"] == "diverged"
         assert done["error"]["message"].startswith("diverged at step"), done["error"]
@@ -93,6 +93,6 @@ def test_uploaded_signals_train_with_a_cnn(service):
         spec["model"] = {"arch": "cnn", "channels": [8], "hidden": 16}
         spec["regularization"] = {}
         job = submit(c, spec)
-        done = wait_status(c, job["id"], ("succeeded", "failed", "cancelled"))
+        done = wait_done(c, job["id"])
         assert done["status"] == "succeeded", done
         assert done["best"]["val_acc"] is not None

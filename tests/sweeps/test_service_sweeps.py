@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import numpy as np
 import pytest
-from support import wait_for
+from support import (
+    LONG_TRAINING,
+    get_job,
+    plain_spec,
+    small_spec,
+    submit,
+    wait_done,
+    wait_for,
+    wait_status,
+)
 
 from tricks.schedules import lr_at
 from tricks.spec import JobSpec
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-BASE = {
-    "data": {"dataset": "digits"},
-    "model": {"arch": "mlp", "hidden": [32]},
-    "schedule": {"decay": {"kind": "constant"}},
-    "training": {"epochs": 2, "device": "cpu", "log_every": 5},
-}
+BASE = plain_spec()
 
 
 def _ts(iso: str | None) -> float:
@@ -106,8 +109,8 @@ def test_grid_sweep_table_statistics_and_cap(service):
         assert any(s["id"] == sw["id"] for s in c.get("/sweeps").json()["data"])
 
 
-def test_cumulative_ablation_order_and_cancel(service):
-    base = {**BASE, "training": {**BASE["training"], "epochs": 1000}}  # long: cancelled mid-run
+def test_cumulative_ablation_order_and_cancel(service, cleanup):
+    base = plain_spec(**LONG_TRAINING)  # runs until cancelled: the sweep is cancelled mid-run
     body = {
         "base": base,
         "ablation": [
@@ -119,20 +122,25 @@ def test_cumulative_ablation_order_and_cancel(service):
         "max_concurrent": 3,
     }
     with service.client() as c:
-        sw = c.post("/sweeps", json=body).json()
+        r = c.post("/sweeps", json=body)
+        assert r.status_code == 201, r.text
+        sw = cleanup.sweep(r.json())
         ids = [v["jobs"][0]["job_id"] for v in sw["variants"]]
-        specs = [JobSpec.model_validate(c.get(f"/jobs/{i}").json()["spec"]) for i in ids[:3]]
+        specs = [JobSpec.model_validate(get_job(c, i)["spec"]) for i in ids[:3]]
         assert [s.schedule.decay.kind for s in specs] == ["constant", "cosine", "cosine"]
         assert [s.regularization.label_smoothing for s in specs] == [0.0, 0.0, 0.1]
         assert all(s.regularization.mixup is None for s in specs)
         assert c.get(f"/jobs/{ids[3]}").status_code == 404  # pending: the cap is 3
-        wait_for(lambda: c.get(f"/jobs/{ids[0]}").json()["status"] == "running", 60, 0.1)
+        wait_status(c, ids[0], "running")
         r = c.post(f"/sweeps/{sw['id']}/cancel")
         assert r.status_code == 202, r.text
         sw = wait_sweep(c, sw["id"], ("cancelled",), 60)
-        statuses = [c.get(f"/jobs/{i}").json()["status"] for i in ids[:3]]
+        statuses = [get_job(c, i)["status"] for i in ids[:3]]
         assert statuses == ["cancelled"] * 3
-        time.sleep(1.0)
+        # The worker ends the running child and drops the two queued ones' messages, and
+        # none of that may start the pending fourth. It takes messages in order: once a
+        # job sent now has run, it has been through all of them.
+        assert wait_done(c, submit(c, small_spec(epochs=1))["id"])["status"] == "succeeded"
         assert c.get(f"/jobs/{ids[3]}").status_code == 404  # never started
         assert c.get(f"/sweeps/{sw['id']}").json()["status"] == "cancelled"
 
@@ -163,8 +171,7 @@ def test_lr_range_test_job(service):
         "lr_range": {"min_lr": 1e-4, "max_lr": 10.0, "steps": 80},
     }
     with service.client() as c:
-        job = c.post("/jobs", json=spec).json()
-        job = service.wait_job(job["id"])
+        job = wait_done(c, submit(c, spec)["id"])
         assert job["status"] == "succeeded", job
         res = job["result"]
         lo, hi = 1e-4, 10.0
@@ -181,10 +188,9 @@ def test_lr_range_test_job(service):
 
 
 def test_reuse_and_fork(service):
-    spec = {**BASE, "training": {**BASE["training"], "epochs": 3, "checkpoint_every": 2}}
+    spec = plain_spec(epochs=3, checkpoint_every=2)
     with service.client() as c:
-        first = c.post("/jobs", json=spec).json()
-        parent = service.wait_job(first["id"])
+        parent = wait_done(c, submit(c, spec)["id"])
         assert parent["status"] == "succeeded" and len(parent["spec_hash"]) == 64
         r = c.post("/jobs", params={"reuse": "true"}, json=spec)
         assert r.status_code == 200 and r.json()["id"] == parent["id"]
@@ -209,11 +215,11 @@ def test_reuse_and_fork(service):
             },
         )
         assert r.status_code == 201, r.text
-        child = service.wait_job(r.json()["id"])
+        child = wait_done(c, r.json()["id"])
         assert child["status"] == "succeeded", child
         spe = parent["plan"]["steps_per_epoch"]
         assert child["lineage"]["parent"] == parent["id"] and child["lineage"]["from_epoch"] == 2
-        parent = c.get(f"/jobs/{parent['id']}").json()
+        parent = get_job(c, parent["id"])
         assert {"id": child["id"], "from_epoch": 2} in parent["lineage"]["children"]
 
         lr = c.get(f"/jobs/{child['id']}/curves", params={"metrics": "lr,val_acc"}).json()["series"]

@@ -12,9 +12,8 @@ from typing import Any
 
 from tricklab.client.cli_util import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, load_file
 from tricklab.client.http import Client
+from tricklab.contract import TERMINAL
 from tricklab.sweep_report import format_table
-
-DONE = ("succeeded", "failed", "cancelled")
 
 
 def _counts_line(sw: dict[str, Any]) -> str:
@@ -47,7 +46,7 @@ def watch_sweep(c: Client, sweep_id: str, poll: float = 2.0) -> int:
                 file=sys.stderr,
             )
             last = line
-        if sw["status"] in DONE:
+        if sw["status"] in TERMINAL:
             if tty:
                 print(file=sys.stderr)
             print_report(sw)

@@ -8,173 +8,20 @@ from here).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tricklab.client.errors import ApiError, ConnectionError
+from tricklab.client.sse import Event, parse_sse, parse_sse_bytes  # noqa: F401 - re-exported
+from tricklab.contract import TERMINAL
 from tricks.spec import JobSpec, ScheduleSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-class ApiError(Exception):
-    """A non-2xx answer, built from `{"error": {"code", "message", "details"}}`."""
-
-    def __init__(
-        self, status: int, code: str, message: str, details: Any = None, *, hint: str = ""
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.hint = hint
-        super().__init__(self._line())
-
-    @classmethod
-    def from_response(cls, resp: httpx.Response) -> ApiError:
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, dict):
-            return cls(
-                resp.status_code,
-                str(err.get("code") or "error"),
-                str(err.get("message") or ""),
-                err.get("details"),
-            )
-        # Not our error shape (a proxy, or FastAPI's own {"detail": ...}): keep what we can.
-        if isinstance(body, dict) and "detail" in body:
-            detail = body["detail"]
-            if isinstance(detail, list):
-                return cls(resp.status_code, "validation_error", "invalid request", detail)
-            return cls(resp.status_code, "error", str(detail))
-        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
-        return cls(resp.status_code, "http_error", text or resp.reason_phrase)
-
-    def _line(self) -> str:
-        head = f"{self.status} {self.code}" if self.status else self.code
-        parts = _detail_lines(self.details)
-        if parts:
-            body = "; ".join(parts)
-        else:
-            body = self.message
-        line = f"{head}: {body}" if body else head
-        if self.hint:
-            line += f" ({self.hint})"
-        return " ".join(line.split())  # one line, whatever the server sent
-
-
-def _detail_lines(details: Any) -> list[str]:
-    """`loc.path: msg` for each entry of a validation-error details list."""
-    if not isinstance(details, list):
-        return []
-    out = []
-    for d in details:
-        if not isinstance(d, dict) or "msg" not in d:
-            continue
-        loc = d.get("loc") or []
-        if isinstance(loc, list | tuple):
-            # FastAPI prefixes request-body errors with "body"; users think in spec paths.
-            loc = [p for i, p in enumerate(loc) if not (i == 0 and p == "body")]
-            path = ".".join(str(p) for p in loc)
-        else:
-            path = str(loc)
-        out.append(f"{path}: {d['msg']}" if path else str(d["msg"]))
-    return out
-
-
-class ConnectionError(ApiError):  # noqa: A001 - the name users expect; subclass of ApiError
-    """The API did not answer at all (refused, DNS, timeout)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(
-            0,
-            "connection_error",
-            f"cannot reach {url}: {reason}",
-            hint="is the API running? start it with `make up`, or set TRICKLAB_URL",
-        )
-        self.url = url
-
-
-@dataclass(frozen=True)
-class Event:
-    """One Server-Sent Event; `data` is parsed JSON when it is JSON, else the raw text."""
-
-    id: str | None
-    type: str
-    data: Any
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
-    """Events from SSE lines (without line endings), per the WHATWG rules we need.
-
-    `data:` lines accumulate (joined with newlines), `event:` sets the type
-    (default "message"), `id:` the id, a blank line dispatches, `:` starts a comment.
-    A final event without the blank line is dropped, as browsers do.
-    """
-    data: list[str] = []
-    etype = ""
-    eid: str | None = None
-    last_id: str | None = None
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if line == "":
-            if data:
-                text = "\n".join(data)
-                try:
-                    value: Any = json.loads(text)
-                except ValueError:
-                    value = text
-                last_id = eid if eid is not None else last_id
-                yield Event(last_id, etype or "message", value)
-            data, etype, eid = [], "", None
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            etype = value
-        elif field == "id":
-            eid = value
-        # "retry" and unknown fields are ignored
-
-
-def _iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Split a byte stream into lines on \\n, \\r\\n or \\r, across chunk boundaries."""
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        while True:
-            i_n, i_r = buf.find(b"\n"), buf.find(b"\r")
-            if i_n < 0 and i_r < 0:
-                break
-            if i_r >= 0 and (i_n < 0 or i_r < i_n):
-                if i_r == len(buf) - 1:
-                    break  # might be the first half of \r\n; wait for more
-                end, skip = i_r, 2 if buf[i_r + 1 : i_r + 2] == b"\n" else 1
-            else:
-                end, skip = i_n, 1
-            yield buf[:end].decode("utf-8", "replace")
-            buf = buf[end + skip :]
-    if buf:
-        yield buf.rstrip(b"\r").decode("utf-8", "replace")
-
-
-def parse_sse_bytes(chunks: Iterable[bytes]) -> Iterator[Event]:
-    return parse_sse(_iter_lines(chunks))
 
 
 def _spec_dict(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:

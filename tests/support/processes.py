@@ -1,9 +1,7 @@
-"""Helpers for tests that run real processes over real connections (imported as `support`).
+"""Real processes for the tests: a private redis-server, the API under uvicorn, Celery workers.
 
-- `redis_server`: a private redis-server on a free port (AOF on, data in a tmp dir),
-  so tests can kill and restart it without touching the machine's Redis.
-- `service`: that Redis + one real Celery worker process + the API under uvicorn,
-  reached over HTTP with httpx. No eager mode, no fakes.
+Each runs in its own session (so a kill reaches a worker's pool children too) and logs
+to a file that a failing test can print with `Proc.tail()`.
 """
 
 from __future__ import annotations
@@ -14,13 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -29,25 +28,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(pred, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last_exc = e
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
-
-
 @dataclass
 class RedisServer:
+    """A private redis-server on its own port and data dir, so tests can kill and restart it.
+
+    AOF on by default (a restart after kill -9 recovers the data); `aof=False` for a
+    throwaway server.
+    """
+
     port: int
     dir: Path
     fsync: str = "everysec"  # the reliability tests use "always", as `make up` does
+    aof: bool = True
     proc: subprocess.Popen | None = None
 
     @property
@@ -67,7 +59,7 @@ class RedisServer:
                 "--dir",
                 str(self.dir),
                 "--appendonly",
-                "yes",
+                "yes" if self.aof else "no",
                 "--appendfsync",
                 self.fsync,
                 "--save",
@@ -157,29 +149,30 @@ class Proc:
             return ""
 
 
+def worker_argv(name: str, queues: str = "cpu") -> list[str]:
+    """`celery worker` as `make up` runs it: one pool child, no gossip or mingle."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
+    ]
+
+
 def start_worker(env: dict[str, str], log: Path, name: str, queues: str = "cpu") -> Proc:
-    return Proc(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app:app",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            "1",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
-        env,
-        log,
-    ).start()
+    return Proc(worker_argv(name, queues), env, log).start()
 
 
 def start_api(env: dict[str, str], log: Path, port: int) -> Proc:
@@ -199,36 +192,6 @@ def start_api(env: dict[str, str], log: Path, port: int) -> Proc:
         env,
         log,
     ).start()
-
-
-@dataclass
-class Service:
-    redis: RedisServer
-    artifact_dir: Path
-    api_url: str
-    env: dict[str, str]
-    logs: Path
-    api: Proc
-    workers: list[Proc] = field(default_factory=list)
-
-    def client(self, **kw) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30, **kw)
-
-    def add_worker(self, name: str, queues: str = "cpu") -> Proc:
-        w = start_worker(self.env, self.logs / f"{name}.log", name, queues)
-        self.workers.append(w)
-        return w
-
-    def wait_job(
-        self, job_id: str, statuses=("succeeded", "failed", "cancelled"), timeout: float = 120
-    ) -> dict:
-        with self.client() as c:
-            return wait_for(
-                lambda: (j := c.get(f"/jobs/{job_id}").json()).get("status") in statuses and j,
-                timeout,
-                0.1,
-                what=f"job {job_id} to reach {statuses}",
-            )
 
 
 @dataclass
@@ -261,17 +224,3 @@ def launch_api(redis_port: int, tmp_path_factory, db: int, name: str, **extra: s
         print("API log:\n", proc.tail())
         raise
     return ApiProc(url, redis_url, art, env, proc)
-
-
-def assert_error(resp: httpx.Response, status: int, code: str | None = None) -> dict:
-    """The one error shape of DESIGN.md; returns the error object."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json"), resp.headers
-    body = resp.json()
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert set(err) == {"code", "message", "details"}, err
-    assert isinstance(err["message"], str) and err["message"]
-    if code is not None:
-        assert err["code"] == code, err
-    return err
