@@ -1,7 +1,8 @@
 // Hash router: #/ (jobs), #/jobs/{id}, #/new, #/compare?ids=a,b, #/sweeps,
 // #/sweeps/{id}. Each view is mount(root, params) → cleanup(); cleanup stops its
 // timers and streams. A job page picks its view from the job's task (training
-// curves, or the lr range test's loss vs lr).
+// curves, or the lr range test's loss vs lr). The first view mounts once the
+// API's vocabulary (GET /openapi.json: job statuses, the spec's fields) is in.
 
 import { api, askKey } from "./api.js";
 import { mountJobs } from "./jobs.js";
@@ -11,6 +12,7 @@ import { mountCompare } from "./compare.js";
 import { mountSweeps, mountSweep } from "./sweeps.js";
 import { mountRangeTest } from "./rangetest.js";
 import { h, errorText } from "./util.js";
+import { loadVocab } from "./vocab.js";
 
 const root = document.getElementById("view");
 let cleanup = null;
@@ -67,6 +69,20 @@ function route() {
   window.scrollTo(0, 0);
 }
 
-window.addEventListener("hashchange", route);
+/** Load the vocabulary, then route; a failed load says so with a way to try again. */
+async function start() {
+  try {
+    await loadVocab();
+  } catch (e) {
+    root.replaceChildren(
+      h("div", { class: "formerror", id: "vocab-error" }, `Could not load the API's schema (GET /openapi.json): ${errorText(e)}`),
+      h("button", { type: "button", onclick: start }, "Try again"),
+    );
+    return;
+  }
+  window.addEventListener("hashchange", route);
+  route();
+}
+
 document.getElementById("api-key-button").addEventListener("click", () => askKey());
-route();
+start();

@@ -4,7 +4,8 @@
 
 import { api, listOf } from "./api.js";
 import { Chart, PALETTE } from "./charts.js";
-import { h, badge, num, pct, stepsPerEpoch, totalSteps, TERMINAL, errorText } from "./util.js";
+import { h, badge, num, pct, stepsPerEpoch, totalSteps, errorText } from "./util.js";
+import { TERMINAL } from "./vocab.js";
 
 const METRICS = ["val_acc", "val_loss", "train_loss", "train_acc", "val_ece", "lr"];
 const XS = { step: "step", epoch: "epoch", fraction: "fraction of schedule" };

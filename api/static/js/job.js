@@ -3,7 +3,8 @@
 
 import { api, cancelJob, download, streamEvents } from "./api.js";
 import { Chart } from "./charts.js";
-import { h, badge, progressBar, num, pct, duration, age, epochLabel, TERMINAL, errorText, toast } from "./util.js";
+import { h, badge, progressBar, num, pct, duration, age, epochLabel, errorText, toast } from "./util.js";
+import { TERMINAL } from "./vocab.js";
 
 const POLL_MS = 2000;
 const CURVE_METRICS = ["train_loss", "val_loss", "train_acc", "val_acc", "val_ece"];

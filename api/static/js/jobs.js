@@ -2,7 +2,8 @@
 // checkboxes (for Compare) survive updates.
 
 import { api, listOf } from "./api.js";
-import { h, badge, progressBar, pct, age, epochLabel, STATUSES, errorText } from "./util.js";
+import { h, badge, progressBar, pct, age, epochLabel, errorText } from "./util.js";
+import { STATUSES } from "./vocab.js";
 
 const POLL_MS = 2000;
 const selected = new Set(); // survives navigation within the page

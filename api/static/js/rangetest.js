@@ -10,7 +10,8 @@
 
 import { api, cancelJob } from "./api.js";
 import { Chart } from "./charts.js";
-import { h, badge, progressBar, num, duration, age, TERMINAL, errorText, toast } from "./util.js";
+import { h, badge, progressBar, num, duration, age, errorText, toast } from "./util.js";
+import { TERMINAL } from "./vocab.js";
 
 const POLL_MS = 1500;
 const MARK = "#16a34a";

@@ -5,7 +5,8 @@
 
 import { api, listOf } from "./api.js";
 import { Chart, PALETTE } from "./charts.js";
-import { h, badge, num, age, TERMINAL, errorText, toast } from "./util.js";
+import { h, badge, num, age, errorText, toast } from "./util.js";
+import { TERMINAL } from "./vocab.js";
 
 const POLL_MS = 3000;
 const TABLE_METRICS = { final_val_acc: "final val acc", best_val_acc: "best val acc", final_val_loss: "final val loss", final_val_ece: "final val ECE" };

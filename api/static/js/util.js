@@ -18,9 +18,6 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-export const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-
 export function badge(status) {
   return h("span", { class: `badge ${status || ""}` }, status || "?");
 }
