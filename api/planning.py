@@ -10,6 +10,7 @@ from api.uploads import DatasetRepo
 from tricklab.server.reuse import spec_hash
 from tricklab.server.store import Store
 from tricks.catalog import BUILTINS, builtin_meta
+from tricks.params import count_parameters
 from tricks.spec import (
     DatasetMeta,
     JobSpec,
@@ -54,6 +55,7 @@ def check_job(spec: JobSpec, meta: DatasetMeta) -> None:
 
 
 def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
+    """Steps, splits and the model's trainable parameters (counted without torch)."""
     spe = steps_per_epoch(meta.n_train, spec.training.batch_size)
     epochs = spec.training.epochs
     total = spe * epochs
@@ -65,6 +67,7 @@ def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
         "epochs": epochs,
         "n_train": meta.n_train,
         "n_val": meta.n_val,
+        "parameters": count_parameters(spec.model, meta.input_shape, meta.num_classes),
     }
 
 

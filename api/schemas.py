@@ -64,6 +64,10 @@ class Plan(BaseModel):
     epochs: int
     n_train: int
     n_val: int
+    parameters: int | None = Field(
+        None,
+        description="Trainable parameters of the model (counted without torch); null on jobs planned before it was reported.",
+    )
 
 
 class JobPublic(BaseModel):

@@ -79,6 +79,7 @@ def test_npz_upload_is_stored_listed_and_trainable(api, client):
         "epochs": 2,
         "n_train": 45,
         "n_val": 15,
+        "parameters": 3 * 256 + 2 * 256 + 256 * 128 + 2 * 128 + 128 * 3 + 3,  # MLP 3-256-128-3
     }
     bad = client.post("/jobs", json={"data": {"dataset": ds["id"]}, "model": {"arch": "cnn"}})
     assert ["model", "arch"] in locs(assert_error(bad, 422))

@@ -22,6 +22,8 @@ def test_create_job_answers_201_with_location_and_writes_the_record(api, client)
         "epochs": 3,
         "n_train": 1438,
         "n_val": 359,
+        # MLP 64-256-128-10 with batch norm (linear layers before BN have no bias)
+        "parameters": 64 * 256 + 2 * 256 + 256 * 128 + 2 * 128 + 128 * 10 + 10,
     }
     assert job["progress"]["total_steps"] == 66 and job["progress"]["step"] == 0
     assert job["progress"]["fraction"] == 0

@@ -25,6 +25,14 @@ from tricks.spec.dataset import (  # noqa: F401
     split_sizes,
     steps_per_epoch,
 )
+from tricks.spec.image_archs import (  # noqa: F401
+    IMAGE_ARCHS,
+    AirbenchSpec,
+    PreActResNet18Spec,
+    ResNet18Spec,
+    ResNet34Spec,
+    WideResNetSpec,
+)
 from tricks.spec.job import (  # noqa: F401
     JobSpec,
     check_schedule,

@@ -25,7 +25,16 @@ class SpecError(ValueError):
 
 _TAGGED = {
     "optimizer": {"sgd", "adam", "adamw"},
-    "model": {"mlp", "cnn", "resnet"},
+    "model": {
+        "mlp",
+        "cnn",
+        "resnet",
+        "resnet18",
+        "resnet34",
+        "preact_resnet18",
+        "wide_resnet",
+        "airbench",
+    },
     "decay": {
         "constant",
         "step",

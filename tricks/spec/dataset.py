@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from tricks.spec.base import SpecError
+from tricks.spec.image_archs import IMAGE_ARCHS
 from tricks.spec.job import JobSpec, check_schedule
 
 # ------------------------------------------------------- checks that need the data
@@ -64,6 +65,7 @@ def check_against_dataset(spec: JobSpec, meta: DatasetMeta) -> None:
             f"{spec.model.arch} needs (C,L) or (C,H,W) inputs, and dataset '{meta.id}' is tabular "
             f"(shape {meta.input_shape}); use arch 'mlp'",
         )
+    check_model_input(spec, meta)
     n_train = meta.n_train
     if spec.training.batch_size > n_train:
         raise SpecError(
@@ -74,6 +76,23 @@ def check_against_dataset(spec: JobSpec, meta: DatasetMeta) -> None:
     check_schedule(
         spec.schedule, lr0=spec.optimizer.lr, epochs=spec.training.epochs, steps_per_epoch=spe
     )
+
+
+def check_model_input(spec: JobSpec, meta: DatasetMeta) -> None:
+    """The image-only archs need (C, H, W) images; airbench's 2×2 stem needs H, W ≥ 2."""
+    arch, shape = spec.model.arch, meta.input_shape
+    if arch in IMAGE_ARCHS and (meta.kind != "image" or len(shape) != 3):
+        raise SpecError(
+            ("model", "arch"),
+            f"{arch} takes (C,H,W) images, and dataset '{meta.id}' is {meta.kind} "
+            f"(shape {shape}); use arch 'mlp', 'cnn' or 'resnet'",
+        )
+    if arch == "airbench" and min(shape[1:]) < 2:
+        raise SpecError(
+            ("model", "arch"),
+            f"airbench's 2×2 stem needs images of at least 2×2, and dataset '{meta.id}' has "
+            f"shape {shape}; use arch 'resnet18' or 'cnn'",
+        )
 
 
 def dataset_meta_after_split(meta: DatasetMeta, val_fraction: float) -> DatasetMeta:

@@ -7,6 +7,13 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from tricks.spec.base import SpecError, Strict
+from tricks.spec.image_archs import (
+    AirbenchSpec,
+    PreActResNet18Spec,
+    ResNet18Spec,
+    ResNet34Spec,
+    WideResNetSpec,
+)
 
 # --------------------------------------------------------------------------- data
 
@@ -78,7 +85,17 @@ class ResNetSpec(Strict):
     )
 
 
-ModelSpec = Annotated[MLPSpec | CNNSpec | ResNetSpec, Field(discriminator="arch")]
+ModelSpec = Annotated[
+    MLPSpec
+    | CNNSpec
+    | ResNetSpec
+    | ResNet18Spec
+    | ResNet34Spec
+    | PreActResNet18Spec
+    | WideResNetSpec
+    | AirbenchSpec,
+    Field(discriminator="arch"),
+]
 
 
 # ---------------------------------------------------------------------- optimizer
