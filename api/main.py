@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
 
 from api import auth, errors, observability
 from api.celery_client import make_celery
 from api.limits import BodyLimit
 from api.routes import (
+    checkpoints,
     curves,
     dashboard,
     datasets,
@@ -37,6 +40,7 @@ TAGS = [
 # Every router, registered here and nowhere else; the order is the OpenAPI order.
 ROUTERS = (
     jobs.router,
+    checkpoints.router,
     curves.router,
     events.router,
     schedules.router,
@@ -63,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         dependencies=[Depends(auth.require_caller)],
         responses=auth.RESPONSES,
+        docs_url=None,  # served by install_docs from vendored assets, not a CDN
+        redoc_url=None,  # ReDoc loads from a CDN too; Swagger UI at /docs is the one
     )
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
@@ -80,8 +86,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     dashboard.mount_static(app)
+    install_docs(app)
     observability.install(app, settings)  # request latency + log context (outermost middleware)
     return app
+
+
+SWAGGER = "/static/vendor/swagger-ui"  # copied from npm's swagger-ui-dist by `npm run vendor`
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from api/static/vendor, so it renders without internet access.
+
+    Added as plain routes (as FastAPI adds its own docs), outside the app's
+    dependencies: like /openapi.json, the page needs no API key.
+    """
+    oauth2_url = "/docs/oauth2-redirect"
+
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{SWAGGER}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER}/favicon-32x32.png",
+            oauth2_redirect_url=root + oauth2_url,
+            swagger_ui_parameters={"validatorUrl": None},  # no calls to validator.swagger.io
+        )
+
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route(oauth2_url, oauth2_redirect, include_in_schema=False)
 
 
 app = create_app()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,19 +174,37 @@ def pin_epoch(path: Path, epochs_done: int) -> Path:
 # ---------------------------------------------------------------- final weights
 
 
-def save_model(model_state: dict[str, torch.Tensor], path: Path) -> Path:
-    """Write a state_dict as safetensors (atomically); what GET /jobs/{id}/model serves."""
+def save_model(
+    model_state: dict[str, torch.Tensor],
+    path: Path,
+    *,
+    spec: dict[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> Path:
+    """Write a state_dict as safetensors (atomically); what GET /jobs/{id}/model serves.
+
+    With `spec` (the job spec as JSON data), `input_shape` and `num_classes`, the
+    file's metadata says how to rebuild the module: `tricks.load_model(path)`.
+    Safetensors metadata values are strings, so the structured ones are JSON.
+    """
     from safetensors.torch import save
+
+    from tricks.load import model_metadata
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = save(tensors, metadata={"format": "pt"})
+    metadata = {"format": "pt"}
+    if spec is not None and input_shape is not None and num_classes is not None:
+        metadata.update(model_metadata(spec, input_shape, num_classes))
+    data = save(tensors, metadata=metadata)
     _atomic_write(path, lambda f: f.write(data))
     return path
 
 
 def load_model(path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict in a model.safetensors (`tricks.load_model` rebuilds the module)."""
     from safetensors.torch import load_file
 
     return load_file(str(path))

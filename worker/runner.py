@@ -232,7 +232,14 @@ def _record_result(
     if result.status == JobStatus.SUCCEEDED and result.model_state is not None:
         from tricks.checkpoint import save_model
 
-        save_model(result.model_state, get_settings().job_dir(job_id) / "model.safetensors")
+        meta = job.get("dataset_meta") or {}  # what the API resolved the dataset to
+        save_model(
+            result.model_state,
+            get_settings().job_dir(job_id) / "model.safetensors",
+            spec=job["spec"],
+            input_shape=meta.get("input_shape"),
+            num_classes=meta.get("num_classes"),
+        )
         summary["model"] = "model.safetensors"
     error = jsonable(result.error) if result.error else None
     log.info("job %s: ending as %s after %d steps", job_id, result.status, result.steps)

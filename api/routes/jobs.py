@@ -199,14 +199,30 @@ def _finished(job_id: str, status: str) -> ApiError:
     responses={
         **ERRORS,
         200: {"content": {"application/octet-stream": {}}, "description": "safetensors weights"},
-        409: {"model": ErrorPublic, "description": "The job has not succeeded"},
+        409: {
+            "model": ErrorPublic,
+            "description": "The job has not succeeded, or is an LR range test (no model)",
+        },
     },
 )
 def read_job_model(
     job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> FileResponse:
-    """Download the trained weights (safetensors) of a succeeded job."""
+    """Download the trained weights (safetensors) of a succeeded job; tricks.load_model reads it.
+
+    The file's metadata holds the job spec, input_shape, num_classes and tricklab_version,
+    so `tricks.load_model(path)` rebuilds the module. LR range tests have no model (409).
+    """
     rec = load_job(store, job_id, tenant)
+    if (rec.get("spec") or {}).get("task") == "lr_range_test":
+        raise ApiError(
+            409,
+            "no_model",
+            f"job '{job_id}' is an LR range test: range tests produce no model, only the "
+            "loss-vs-lr curve and a suggested lr (result.suggested_lr); train a job with that lr "
+            "to get one",
+            {"task": "lr_range_test", "status": rec["status"]},
+        )
     if rec["status"] != "succeeded":
         raise ApiError(
             409,

@@ -150,25 +150,10 @@ class Proc:
 
 
 def worker_argv(name: str, queues: str = "cpu") -> list[str]:
-    """`celery worker` as `make up` runs it: one pool child, no gossip or mingle."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app:app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        "1",
-        "-n",
-        f"{name}@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "-l",
-        "INFO",
-    ]
+    """`celery worker` as `make up` runs it (worker.launch): one pool child."""
+    from worker.launch import worker_command
+
+    return worker_command(name, queues, 1, "INFO")
 
 
 def start_worker(env: dict[str, str], log: Path, name: str, queues: str = "cpu") -> Proc:

@@ -12,6 +12,7 @@ import sys
 
 from tricklab.client.cli_curves import cmd_compare, cmd_curves, cmd_lr, cmd_preview
 from tricklab.client.cli_jobs import (
+    add_checkpoint_commands,
     cmd_cancel,
     cmd_datasets,
     cmd_ls,
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("model", cmd_model, "download a succeeded job's weights (safetensors)")
     s.add_argument("id")
     s.add_argument("-o", "--output", help="default: ID.safetensors")
+    add_checkpoint_commands(add)
     return p
 
 

@@ -1,4 +1,5 @@
-"""Job commands: `submit`, `watch`, `ls`, `status`, `cancel`, `upload`, `datasets`, `model`."""
+"""Job commands: `submit`, `watch`, `ls`, `status`, `cancel`, `upload`, `datasets`, `model`,
+`checkpoints`."""
 
 from __future__ import annotations
 
@@ -154,3 +155,42 @@ def cmd_model(c: Client, a: argparse.Namespace) -> int:
     path = c.model(a.id, a.output or f"{a.id}.safetensors")
     _out(f"wrote {path}")
     return EXIT_OK
+
+
+def cmd_checkpoints(c: Client, a: argparse.Namespace) -> int:
+    """List a job's checkpoints, or download one with --epoch."""
+    if a.epoch is not None:
+        path = c.checkpoint(a.id, a.epoch, a.output or f"{a.id}-epoch-{a.epoch}.pt")
+        _out(f"wrote {path} (load it with torch.load(path, weights_only=True))")
+        return EXIT_OK
+    res = c.checkpoints(a.id)
+    rows = [
+        [str(d["epoch"]), str(d["step"]), _size(d["bytes"]), d.get("created") or "-"]
+        for d in res.get("data") or []
+    ]
+    if not rows:
+        _out(f"{a.id} has no checkpoints yet (one is written at the end of each epoch)")
+        return EXIT_OK
+    _table(rows, ["EPOCH", "STEP", "SIZE", "CREATED"])
+    _out(f"download one: tricklab checkpoints {a.id} --epoch N  ({res.get('format', '')})")
+    return EXIT_OK
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def add_checkpoint_commands(add) -> None:
+    """`tricklab checkpoints ID [--epoch N [-o OUT]]`."""
+    s = add(
+        "checkpoints",
+        cmd_checkpoints,
+        "list a job's end-of-epoch checkpoints (any status), or download one with --epoch",
+    )
+    s.add_argument("id")
+    s.add_argument("--epoch", type=int, help="download the checkpoint after this many epochs")
+    s.add_argument("-o", "--output", help="default: ID-epoch-N.pt")

@@ -164,10 +164,23 @@ class Client:
             raise ConnectionError(self.url, _reason(e)) from None
 
     def model(self, job_id: str, path: str | Path) -> Path:
-        """Download the trained weights (safetensors) to `path`."""
+        """Download the trained weights (safetensors) to `path`; `tricks.load_model` reads it."""
+        return self._download(f"/jobs/{job_id}/model", path)
+
+    def checkpoints(self, job_id: str) -> dict[str, Any]:
+        """The job's end-of-epoch checkpoints: `{data: [{epoch, step, bytes, created, url}], ...}`."""
+        return self._json("GET", f"/jobs/{job_id}/checkpoints")
+
+    def checkpoint(self, job_id: str, epoch: int, path: str | Path) -> Path:
+        """Download the checkpoint after `epoch` epochs to `path`, as stored (a torch.save
+        file of tensors and primitives: `torch.load(path, weights_only=True)`)."""
+        return self._download(f"/jobs/{job_id}/checkpoints/{int(epoch)}", path)
+
+    def _download(self, url: str, path: str | Path) -> Path:
+        """Stream a file to `path` (via `path.part`, so a broken download leaves no file)."""
         path = Path(path)
         try:
-            with self._http.stream("GET", f"/jobs/{job_id}/model") as resp:
+            with self._http.stream("GET", url) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise ApiError.from_response(resp)

@@ -11,7 +11,9 @@ from typing import Any
 
 from tricklab.contract import JobStatus
 
-JSON_FIELDS = ("spec", "error", "progress", "metrics", "best", "result", "lineage", "plan")
+JSON_FIELDS = (
+    "spec", "error", "progress", "metrics", "best", "result", "lineage", "plan", "dataset_meta",
+)  # fmt: skip
 
 
 def new_id(kind: str = "j") -> str:
