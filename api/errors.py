@@ -1,4 +1,4 @@
-"""The one error shape, ``{"error": {"code", "message", "details"}}``, for every 4xx and 503."""
+"""The one error shape, ``{"error": {"code", "message", "details"}}``, for every 4xx, 503 and 507."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ _CODES = {
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -109,7 +110,8 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"no route for {request.method} {request.url.path}"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+    details = getattr(exc, "details", None)  # api.limits' body checks carry their own
+    return error_response(exc.status_code, code, message, details, getattr(exc, "headers", None))
 
 
 async def _api(request: Request, exc: ApiError) -> JSONResponse:

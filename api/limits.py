@@ -1,18 +1,77 @@
-"""Refuse oversize request bodies by their Content-Length before reading them."""
+"""Limits on what a request may carry, checked before anything parses it.
+
+- `BodyLimit` (ASGI middleware): body size (413, by Content-Length or counted as it streams)
+  and JSON nesting depth (422): every route's JSON body goes through it.
+- `check_stream_id`: a Redis stream id (`<ms>-<seq>`, both unsigned 64-bit) from a query
+  parameter or header, 422 naming it otherwise.
+"""
 
 from __future__ import annotations
+
+import re
+from itertools import accumulate
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import error_response, invalid
 
 # Multipart framing (boundaries, part headers, the name field) on top of the file itself.
 MULTIPART_SLACK = 64 * 1024
+# A job spec nests ~5 levels and a sweep a few more; json.loads, pydantic and deepcopy
+# recurse per level and fail (500s) somewhere between ~255 and ~1000.
+MAX_JSON_DEPTH = 64
+
+# A JSON string, escapes included; the closing quote is optional so an unterminated string
+# ends the match instead of failing it (a failing match backtracks: quadratic on `"\"\"\"...`).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+U64_MAX = 2**64 - 1
+_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets in strings do not count).
+
+    No recursion and no Python loop over the bytes: a regex drops the strings, translate keeps
+    the brackets, and accumulate sums their ±1 steps.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be too deep: the common case costs two scans
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def check_stream_id(value: str, loc: list[str | int]) -> str:
+    """The value if it is a Redis stream id `<ms>-<seq>` (unsigned 64-bit each); 422 at loc otherwise."""
+    m = _STREAM_ID.match(value)
+    if m is None or int(m[1]) > U64_MAX or int(m[2]) > U64_MAX:
+        shown = value if len(value) <= 48 else value[:45] + "..."
+        raise invalid(
+            loc,
+            f"'{shown}' is not a stream id like 1700000000000-0 "
+            f"(<milliseconds>-<sequence>, each at most {U64_MAX})",
+        )
+    return value
+
+
+def _is_json(ctype: str) -> bool:
+    """FastAPI parses a body as JSON without a Content-Type, or with application/json or +json."""
+    media = ctype.split(";", 1)[0].strip()
+    return (
+        not media
+        or media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
 
 
 class BodyLimit:
-    """413 in the error shape when Content-Length is above the limit (uploads get their own)."""
+    """413 above the size limit (uploads get their own), 422 for JSON nested too deep."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
@@ -24,38 +83,39 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        raw = headers.get(b"content-length")
-        if raw is not None:
-            ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
-            upload = ctype.startswith("multipart/form-data")
-            limit = self.max_upload + MULTIPART_SLACK if upload else self.max_body
-            try:
-                length = int(raw)
-            except ValueError:
-                length = -1
-            if length < 0:
-                resp = error_response(400, "bad_request", "Content-Length is not a number")
-                await resp(scope, receive, send)
-                return
-            if length > limit:
-                what = "upload" if upload else "request body"
-                resp = error_response(
-                    413,
-                    "payload_too_large",
-                    f"the {what} is {length} bytes, above the {limit} byte limit",
-                    {"limit": limit, "length": length},
-                )
-                await resp(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        await self._counted(scope, receive, send, headers)
-
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, headers: dict) -> None:
-        """No Content-Length (chunked): count the bytes as they stream; 413 past the limit."""
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
         upload = ctype.startswith("multipart/form-data")
         limit = self.max_upload + MULTIPART_SLACK if upload else self.max_body
+        if _is_json(ctype):
+            receive = _depth_checked(receive)
+        raw = headers.get(b"content-length")
+        if raw is None:
+            await self._counted(scope, receive, send, upload, limit)
+            return
+        try:
+            length = int(raw)
+        except ValueError:
+            length = -1
+        if length < 0:
+            resp = error_response(400, "bad_request", "Content-Length is not a number")
+            await resp(scope, receive, send)
+            return
+        if length > limit:
+            what = "upload" if upload else "request body"
+            resp = error_response(
+                413,
+                "payload_too_large",
+                f"the {what} is {length} bytes, above the {limit} byte limit",
+                {"limit": limit, "length": length},
+            )
+            await resp(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, upload: bool, limit: int
+    ) -> None:
+        """No Content-Length (chunked): count the bytes as they stream; 413 past the limit."""
         seen = 0
         started = False
 
@@ -84,5 +144,43 @@ class BodyLimit:
             await resp(scope, receive, send)
 
 
+def _depth_checked(receive: Receive) -> Receive:
+    """receive, holding the body's chunks until the last one: 422 if the whole nests too deep."""
+    chunks: list[bytes] = []
+
+    async def checking_receive() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                depth = json_depth(b"".join(chunks))
+                chunks.clear()
+                if depth > MAX_JSON_DEPTH:
+                    raise _TooDeep(depth)
+        return message
+
+    return checking_receive
+
+
 class _TooLarge(HTTPException):
     """An HTTPException so that FastAPI's body parsing re-raises it (as a 413) unchanged."""
+
+
+class _TooDeep(HTTPException):
+    """422 for a JSON body nested past MAX_JSON_DEPTH; re-raised by FastAPI like _TooLarge."""
+
+    def __init__(self, depth: int) -> None:
+        msg = (
+            f"the JSON body nests {depth} levels deep; at most {MAX_JSON_DEPTH} levels "
+            "of arrays and objects are accepted"
+        )
+        super().__init__(422, msg)
+        self.details: list[dict[str, Any]] = [
+            {
+                "loc": ["body"],
+                "msg": msg,
+                "limit": "max_json_depth",
+                "max_json_depth": MAX_JSON_DEPTH,
+                "depth": depth,
+            }
+        ]

@@ -5,6 +5,7 @@ Keys (P = settings.key_prefix): P:ds:{id} hash {tenant, meta (JSON)}; P:t:{tenan
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -17,6 +18,17 @@ import redis
 
 from tricklab.server.keyspace import Keyspace
 from tricklab.server.store import iso
+
+# No space left on the device, or the disk quota of the API's user is used up.
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StorageFull(Exception):
+    """The artifact disk has no room for an upload (the partial file is already removed)."""
+
+    def __init__(self, where: Path, err: OSError) -> None:
+        super().__init__(f"no space left on the artifact disk ({where}): {err.strerror}")
+        self.where = where
 
 
 class DatasetRepo:
@@ -35,18 +47,25 @@ class DatasetRepo:
         return self.dir / f"{ds_id}.npz"
 
     def save(self, tenant: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict:
-        """Write the arrays atomically (temp file + rename), then the metadata; undo on failure."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write the arrays atomically (temp file + rename), then the metadata; undo on failure.
+
+        Raises StorageFull when the disk (or a disk quota) is full; nothing is left behind.
+        """
         final = self.path(meta["id"])
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".upload-", suffix=".npz.tmp")
+        tmp: str | None = None
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".upload-", suffix=".npz.tmp")
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)  # type: ignore[arg-type]
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as e:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno in FULL:
+                raise StorageFull(self.dir, e) from e
             raise
         record = {**meta, "created_at": time.time()}
         try:

@@ -36,6 +36,7 @@ from tricks.spec import SpecError
 
 MAX_VARIANTS = 256
 MAX_CHILDREN = 1024
+MAX_SEEDS = 32  # seeds given as a count
 # the discriminator of each tagged union, by the path of the object that holds it
 TAGS = {("optimizer",): "name", ("model",): "arch", ("schedule", "decay"): "kind"}
 
@@ -93,9 +94,17 @@ class SweepSpec(_Strict):
         for i, ch in enumerate(changes or []):
             for path in ch.set:
                 _check_path(("ablation", i, "set", path), path)
+        # Bound the count before seed_list() builds it: seeds=10**15 is a MemoryError otherwise.
+        if isinstance(self.seeds, int) and not 1 <= self.seeds <= MAX_SEEDS:
+            # str() of a huge int is slow, and refused past 4300 digits: describe it instead
+            digits = int(abs(self.seeds).bit_length() * 0.30103) + 1
+            shown = self.seeds if abs(self.seeds) < 10**12 else f"a ~{digits}-digit number"
+            raise SpecError(("seeds",), f"seeds ({shown}) must be between 1 and {MAX_SEEDS}")
+        if isinstance(self.seeds, list) and len(self.seeds) > MAX_CHILDREN:
+            raise SpecError(
+                ("seeds",), f"{len(self.seeds)} seeds, at most {MAX_CHILDREN} (one job each)"
+            )
         seeds = self.seed_list()
-        if isinstance(self.seeds, int) and not 1 <= self.seeds <= 32:
-            raise SpecError(("seeds",), f"seeds ({self.seeds}) must be between 1 and 32")
         if isinstance(self.seeds, list):
             if not seeds or len(set(seeds)) != len(seeds) or any(not 0 <= s < 2**31 for s in seeds):
                 raise SpecError(("seeds",), "seeds must be a non-empty list of distinct seeds ≥ 0")

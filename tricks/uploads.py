@@ -166,6 +166,8 @@ def _read_csv(data: bytes) -> dict[str, np.ndarray]:
         header = [h.strip() for h in next(rows)]
     except StopIteration:
         raise UploadError("the CSV is empty; it needs a header row and data rows") from None
+    except csv.Error as e:  # e.g. a header field past csv.field_size_limit() (131072)
+        raise UploadError(f"the CSV header is malformed: {_csv_problem(e)}") from None
     lowered = [h.lower() for h in header]
     label_col = next((lowered.index(c) for c in LABEL_COLUMNS if c in lowered), None)
     if label_col is None:
@@ -196,11 +198,22 @@ def _read_csv(data: bytes) -> dict[str, np.ndarray]:
                     ) from None
             values.append(parsed)
     except csv.Error as e:
-        raise UploadError(f"the CSV is malformed: {e}") from None
+        raise UploadError(f"the CSV is malformed: {_csv_problem(e)}") from None
     if not values:
         raise UploadError("the CSV has a header but no data rows")
     table = np.asarray(values, dtype=np.float64)
     return {"x": np.delete(table, label_col, axis=1), "y": table[:, label_col]}
+
+
+def _csv_problem(e: csv.Error) -> str:
+    """csv's message, with what to do about the one a caller can hit by accident."""
+    msg = str(e)
+    if "field larger than field limit" in msg:
+        return (
+            f"a field is longer than {csv.field_size_limit()} characters; numeric cells are "
+            "short, so check the quoting (an unclosed quote swallows the rest of the file)"
+        )
+    return msg
 
 
 # ----------------------------------------------------------------------- validate

@@ -13,7 +13,7 @@ from api.deps import SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.routes.jobs import ERRORS
 from api.schemas import DatasetPublic, DatasetsPublic, ErrorPublic
-from api.uploads import DatasetRepo
+from api.uploads import DatasetRepo, StorageFull
 from tricklab.server.store import Store, new_id
 from tricklab.settings import Settings
 from tricks.catalog import BUILTINS, builtin_meta
@@ -61,6 +61,7 @@ def read_dataset(
     responses={
         **ERRORS,
         413: {"model": ErrorPublic, "description": "Upload too large, or storage quota full"},
+        507: {"model": ErrorPublic, "description": "The server's artifact disk is full"},
     },
 )
 async def create_dataset(
@@ -91,7 +92,17 @@ async def create_dataset(
     public.update(name=name or filename, filename=filename, bytes=size)
     repo = repo_of(store, settings)
     await run_in_threadpool(quotas.check_dataset_storage, repo, tenant, size, principal.limits)
-    saved = await run_in_threadpool(repo.save, tenant, public, arrays)
+    try:
+        saved = await run_in_threadpool(repo.save, tenant, public, arrays)
+    except StorageFull:
+        raise ApiError(
+            507,
+            "insufficient_storage",
+            f"the server's artifact disk is full, so the {size} byte upload was not stored "
+            "(nothing was kept and your storage quota is unchanged); retry later or ask the "
+            "operator to free space",
+            {"bytes": size},
+        ) from None
     response.headers["Location"] = f"/datasets/{ds_id}"
     return saved
 

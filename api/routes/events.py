@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -13,14 +12,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import AsyncRedisDep, StoreDep, TenantDep
-from api.errors import REDIS_DOWN, invalid, not_found
+from api.errors import REDIS_DOWN, not_found
+from api.limits import check_stream_id
 from api.routes.jobs import ERRORS
 from tricklab.server import events as job_events
 from tricklab.server.store import TERMINAL, JobNotFound, Store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 # Blocking reads stay below the Redis client's 5 s socket timeout.
 BLOCK_MS = 2000
 KEEPALIVE_S = 15.0
@@ -82,11 +81,12 @@ async def stream_job_events(
     ] = None,
 ) -> Response:
     """Stream a job's events (status, progress, metrics, ...) until it finishes; honours Last-Event-ID."""
-    start = last_event_id or after or "0-0"
-    if not EVENT_ID.match(start):
-        raise invalid(
-            ["header", "Last-Event-ID"], f"'{start[:40]}' is not an event id like 1700000000000-0"
-        )
+    if last_event_id:
+        start = check_stream_id(last_event_id, ["header", "Last-Event-ID"])
+    elif after:
+        start = check_stream_id(after, ["query", "after"])
+    else:
+        start = "0-0"
     try:
         await store.aget_job(aredis, job_id, tenant)
     except JobNotFound:

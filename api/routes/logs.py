@@ -8,10 +8,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import StoreDep, TenantDep
+from api.limits import U64_MAX, check_stream_id
 from api.routes.jobs import ERRORS, load_job
 from tricklab.server.joblog import read_job_log
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+MAX_STREAM_ID = f"{U64_MAX}-{U64_MAX}"
 
 
 class LogLine(BaseModel):
@@ -43,6 +46,10 @@ def read_job_logs(
     limit: Annotated[int, Query(ge=1, le=5000, description="At most this many lines.")] = 500,
 ) -> dict[str, Any]:
     """Read the job's log lines (worker INFO and above, epoch lines), oldest first."""
+    if since is not None:
+        check_stream_id(since, ["query", "since"])
     load_job(store, job_id, tenant)
+    if since == MAX_STREAM_ID:
+        return {"lines": [], "next": since}  # nothing can come after it (XRANGE refuses it)
     lines, nxt = read_job_log(store.r, store.p, job_id, since=since, limit=limit)
     return {"lines": lines, "next": nxt}
