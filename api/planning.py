@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -81,20 +80,9 @@ def plan_job(spec: JobSpec, repo: DatasetRepo, tenant: str) -> tuple[DatasetMeta
 
 
 def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
-    """Queues that live workers said they consume (Store.worker_heartbeat info)."""
-    names = store.workers_alive(ttl_s)
-    if not names:
-        return set()
-    with store.r.pipeline(transaction=False) as pipe:
-        for n in names:
-            pipe.hget(store.keys.worker(n), "info")
-        infos = pipe.execute()
+    """Queues that live workers said they consume (their heartbeat info)."""
     queues: set[str] = set()
-    for raw in infos:
-        try:
-            info: Any = json.loads(raw) if raw else {}
-        except ValueError:
-            continue
+    for info in store.workers.infos(store.workers.alive(ttl_s)):
         queues.update(q for q in info.get("queues", []) if isinstance(q, str))
     return queues
 

@@ -19,7 +19,8 @@ from api import quotas
 from api.auth import Limits
 from api.planning import choose_queue, plan_job, record_extra
 from api.uploads import DatasetRepo
-from tricklab.server.store import QuotaExceeded, Store
+from tricklab.server.outcomes import QuotaExceeded
+from tricklab.server.store import Store
 from tricklab.server.submit import Enqueue, celery_enqueue, submit
 from tricklab.settings import Settings
 from tricks.spec import JobSpec

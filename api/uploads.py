@@ -17,7 +17,7 @@ import numpy as np
 import redis
 
 from tricklab.server.keyspace import Keyspace
-from tricklab.server.store import iso
+from tricklab.server.records import iso
 
 # No space left on the device, or the disk quota of the API's user is used up.
 FULL = (errno.ENOSPC, errno.EDQUOT)

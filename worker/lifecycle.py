@@ -28,7 +28,7 @@ from typing import Any
 from celery import signals
 
 from tricklab.contract import TRAIN_TASK
-from tricklab.server.store import Requeued
+from tricklab.server.outcomes import Requeued
 from tricklab.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class _Heartbeat(threading.Thread):
         reap_after = 0.0
         while True:
             try:
-                store.worker_heartbeat(self.worker_name, self.info)
+                store.workers.beat(self.worker_name, self.info)
                 if time.monotonic() >= reap_after:
                     self.reap(store)
                 reconcile(
@@ -145,7 +145,7 @@ class _Heartbeat(threading.Thread):
             if self.done.wait(self.interval):
                 break
         try:
-            store.worker_gone(self.worker_name)
+            store.workers.gone(self.worker_name)
         except Exception:
             pass
 

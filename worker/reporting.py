@@ -29,8 +29,9 @@ from typing import Any
 
 import redis
 
+from tricklab.server.outcomes import Beat
 from tricklab.server.series import SeriesWriter
-from tricklab.server.store import Beat, Store
+from tricklab.server.store import Store
 from tricks.callbacks import Callbacks, StopRequest
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from tricklab.server import telemetry
 from tricklab.server.connection import connect
 from tricklab.server.joblog import flush_job_log
 from tricklab.server.logs import set_attempt
-from tricklab.server.store import JobNotFound, Requeued, Store
+from tricklab.server.outcomes import JobNotFound, Requeued
+from tricklab.server.store import Store
 from tricklab.settings import get_settings
 from worker import followups, lifecycle
 from worker.reporting import LeaseKeeper, Reporter, jsonable

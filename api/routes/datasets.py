@@ -14,7 +14,8 @@ from api.errors import ApiError, invalid, not_found
 from api.routes.jobs import ERRORS
 from api.schemas import DatasetPublic, DatasetsPublic, ErrorPublic
 from api.uploads import DatasetRepo, StorageFull
-from tricklab.server.store import Store, new_id
+from tricklab.server.records import new_id
+from tricklab.server.store import Store
 from tricklab.settings import Settings
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.uploads import UploadError, read_upload

@@ -15,8 +15,10 @@ from api.deps import AsyncRedisDep, StoreDep, TenantDep
 from api.errors import REDIS_DOWN, not_found
 from api.limits import check_stream_id
 from api.routes.jobs import ERRORS
+from tricklab.contract import TERMINAL
 from tricklab.server import events as job_events
-from tricklab.server.store import TERMINAL, JobNotFound, Store
+from tricklab.server.outcomes import JobNotFound
+from tricklab.server.store import Store
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

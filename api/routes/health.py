@@ -30,7 +30,7 @@ def read_ready(store: StoreDep, settings: SettingsDep) -> Any:
     """Readiness: Redis answers and at least one worker sent a heartbeat recently."""
     try:
         store.r.ping()
-        workers = store.workers_alive(settings.worker_ttl_s)
+        workers = store.workers.alive(settings.worker_ttl_s)
     except (redis.ConnectionError, redis.TimeoutError):
         return error_response(503, "redis_unavailable", REDIS_DOWN, {"redis": "unreachable"})
     if not workers:

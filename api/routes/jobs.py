@@ -15,7 +15,9 @@ from api.idempotency import Idempotency
 from api.reuse import ReuseDep, reused_job
 from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
 from api.submit import prepare_job, submit_job
-from tricklab.server.store import TERMINAL, JobNotFound, Store
+from tricklab.contract import TERMINAL
+from tricklab.server.outcomes import JobNotFound
+from tricklab.server.store import Store
 from tricks.spec import JobSpec, SpecError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])

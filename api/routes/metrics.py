@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.observability import CONTENT_TYPE, Exposition, LatencyHistograms, render_latencies
-from tricklab.server.store import STATUSES
+from tricklab.contract import STATUSES
 from tricklab.server.telemetry import QUEUES, Collector
 
 log = logging.getLogger("tricklab.api")

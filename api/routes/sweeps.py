@@ -14,8 +14,10 @@ from api.idempotency import Idempotency, idempotent
 from api.schemas import ErrorPublic
 from api.submit import api_enqueue, prepare_job
 from tricklab import sweep_report
+from tricklab.contract import TERMINAL
 from tricklab.server import sweep_scheduler
-from tricklab.server.store import TERMINAL, Store, new_id
+from tricklab.server.records import new_id
+from tricklab.server.store import Store
 from tricklab.server.sweeps import SweepNotFound, SweepStore, counts, sweep_status
 from tricklab.settings import Settings
 from tricklab.sweep_spec import SweepSpec, child_spec, expand

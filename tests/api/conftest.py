@@ -16,7 +16,8 @@ import pytest
 import redis as redis_lib
 from support import Proc, launch_api, locs, minimal_spec, submit
 
-from tricklab.server.store import Store, connect
+from tricklab.server.connection import connect
+from tricklab.server.store import Store
 
 # Tests take these from support (minimal_spec(), locs); the names stay here for the
 # ones that still import them from this conftest.

@@ -29,12 +29,12 @@ def test_healthz_needs_nothing(client):
 def test_readyz_is_503_without_a_worker_and_200_with_one(api, client):
     err = assert_error(client.get("/readyz"), 503, "no_workers")
     assert "worker" in err["message"]
-    api.store.worker_heartbeat("ready-test@x", info={"queues": ["cpu"], "gpus": 0})
+    api.store.workers.beat("ready-test@x", info={"queues": ["cpu"], "gpus": 0})
     try:
         r = client.get("/readyz")
         assert r.status_code == 200 and r.json() == {"redis": "ok", "workers": 1}
     finally:
-        api.store.worker_gone("ready-test@x")
+        api.store.workers.gone("ready-test@x")
 
 
 def test_openapi_documents_examples(client):

@@ -45,13 +45,13 @@ def test_device_picks_the_queue(api, client):
     assert api.create_job(client, training={"device": "cuda"})["queue"] == "gpu"
     assert api.create_job(client, training={"device": "cpu"})["queue"] == "cpu"
     assert api.create_job(client)["queue"] == "cpu"  # auto, no GPU worker alive
-    api.store.worker_heartbeat("gpu-test@x", info={"queues": ["gpu"], "gpus": 1})
+    api.store.workers.beat("gpu-test@x", info={"queues": ["gpu"], "gpus": 1})
     try:
         # the API caches live queues for QUEUES_CACHE_S (2 s): a new GPU worker is seen
         # within that bound, not necessarily by the very next request
         wait_for(lambda: api.create_job(client)["queue"] == "gpu", 3, 0.2, what="a gpu job")
     finally:
-        api.store.worker_gone("gpu-test@x")
+        api.store.workers.gone("gpu-test@x")
 
 
 def test_list_is_newest_first_with_paging_and_status_filter(api, client):

@@ -19,7 +19,7 @@ import pytest
 import redis as redis_lib
 from support import ROOT, Proc, launch_api
 
-from tricklab.server.store import connect
+from tricklab.server.connection import connect
 
 MAX_UPLOAD = 200_000
 

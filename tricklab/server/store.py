@@ -14,53 +14,31 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from enum import IntEnum
 from typing import Any
 
 import redis
 
-from tricklab.contract import STATUSES, TERMINAL, JobStatus
+from tricklab.contract import TERMINAL, JobStatus
 from tricklab.server import scripts
-from tricklab.server.connection import connect, connect_async  # noqa: F401 - re-exported
 from tricklab.server.keyspace import Keyspace
-from tricklab.server.records import decode, encode_fields, iso, new_id, new_record  # noqa: F401
+from tricklab.server.outcomes import (
+    CLAIM_MISSING,
+    CLAIM_REFUSED,
+    CREATED,
+    FINISHED,
+    OVER_QUOTA,
+    Beat,
+    JobNotFound,
+    QuotaExceeded,
+    Requeued,
+)
+from tricklab.server.records import decode, encode_fields, new_id, new_record
+from tricklab.server.workers import Workers
 
-__all__ = ["STATUSES", "TERMINAL", "Beat", "JobNotFound", "QuotaExceeded", "Requeued", "Store"]
-
-
-class Beat(IntEnum):
-    """What a heartbeat (lua/job_heartbeat.lua) tells the worker."""
-
-    FENCED = -1  # another attempt owns the job: stop writing, drop the run
-    GO_ON = 1
-    CANCEL = 2  # a cancel was requested: stop at this log point
-
-
-class Requeued(IntEnum):
-    """What requeue (lua/job_requeue.lua) did."""
-
-    NOT_APPLICABLE = 0  # not running, another attempt, or the lease has not expired
-    REQUEUED = 1  # back to queued: the caller re-publishes the task
-    CANCELLED = 2  # a cancel was pending, so it ended cancelled instead
+__all__ = ["Store"]
 
 
-_CREATED, _OVER_QUOTA = 1, 0  # lua/job_create.lua
-_CLAIM_REFUSED, _CLAIM_MISSING = 0, -1  # lua/job_claim.lua (else: the attempt number)
-_FINISHED = 1  # lua/job_finish.lua (0: fenced)
 _TENANT_CACHE = 10_000  # job id -> tenant (never changes), to name the index keys
-
-
-class JobNotFound(KeyError):
-    pass
-
-
-class QuotaExceeded(Exception):
-    """create_job refused: the tenant already has `active` >= max_active queued + running jobs."""
-
-    def __init__(self, active: int, max_active: int) -> None:
-        super().__init__(f"{active} active jobs, limit {max_active}")
-        self.active = active
-        self.max_active = max_active
 
 
 class Store:
@@ -71,6 +49,7 @@ class Store:
         self.p = prefix
         self.keys = Keyspace(prefix)
         self.maxlen = events_maxlen
+        self.workers = Workers(r, self.keys)
         self._tenants: OrderedDict[str, str] = OrderedDict()
         self._create = scripts.register(r, "job_create")
         self._claim = scripts.register(r, "job_claim")
@@ -136,9 +115,9 @@ class Store:
             keys=self._machine_keys(job_id, tenant),
             args=[job_id, max_active or 0, self.maxlen, ev, *pairs],
         )
-        if res[0] == _OVER_QUOTA:
+        if res[0] == OVER_QUOTA:
             raise QuotaExceeded(int(res[1]), int(max_active or 0))
-        assert res[0] == _CREATED, res
+        assert res[0] == CREATED, res
         self._remember(job_id, tenant)
         return decode(record)
 
@@ -196,9 +175,9 @@ class Store:
             keys=self._machine_keys(job_id, tenant),
             args=[job_id, worker, f"{now:.6f}", f"{now + lease_s:.6f}", max_attempts, self.maxlen],
         )
-        if res[0] == _CLAIM_MISSING:
+        if res[0] == CLAIM_MISSING:
             raise JobNotFound(job_id)
-        if res[0] == _CLAIM_REFUSED:
+        if res[0] == CLAIM_REFUSED:
             return 0, res[1]
         return int(res[0]), None
 
@@ -257,7 +236,7 @@ class Store:
                 self.maxlen,
             ],
         )
-        return res == _FINISHED
+        return res == FINISHED
 
     def requeue(self, job_id: str, attempt: int | None, reason: str) -> Requeued:
         """Running -> queued (preempted, or lease expired when attempt is None)."""
@@ -307,21 +286,6 @@ class Store:
             maxlen=self.maxlen,
             approximate=True,
         )
-
-    # ----------------------------------------------------------------- workers
-    def worker_heartbeat(self, name: str, info: dict | None = None) -> None:
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.workers, {name: time.time()})
-            if info is not None:
-                pipe.hset(self.keys.worker(name), mapping={"info": json.dumps(info)})
-                pipe.expire(self.keys.worker(name), 3600)
-            pipe.execute()
-
-    def workers_alive(self, ttl_s: float) -> list[str]:
-        return list(self.r.zrangebyscore(self.keys.workers, time.time() - ttl_s, "+inf"))
-
-    def worker_gone(self, name: str) -> None:
-        self.r.zrem(self.keys.workers, name)
 
     def jobs_in(self, status: str, tenant: str | None = None) -> list[str]:
         """Ids of the jobs in one status, of one tenant or (a SCAN, for the reaper and

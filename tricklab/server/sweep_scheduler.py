@@ -32,7 +32,8 @@ import logging
 
 from tricklab.contract import TERMINAL
 from tricklab.server import reuse
-from tricklab.server.store import QuotaExceeded, Store
+from tricklab.server.outcomes import QuotaExceeded
+from tricklab.server.store import Store
 from tricklab.server.submit import Enqueue, submit
 from tricklab.server.sweeps import LOCK_TTL_MS, SweepNotFound, SweepStore
 

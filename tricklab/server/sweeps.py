@@ -17,7 +17,9 @@ from typing import Any
 
 from tricklab.contract import TERMINAL
 from tricklab.server import scripts
-from tricklab.server.store import JobNotFound, Store, iso, new_id
+from tricklab.server.outcomes import JobNotFound
+from tricklab.server.records import iso, new_id
+from tricklab.server.store import Store
 
 LOCK_TTL_MS = 30_000
 
