@@ -98,3 +98,14 @@ def test_tag_paths_apply_before_their_fields():
 def test_bad_sweeps_are_rejected(body):
     with pytest.raises(ValidationError):
         SweepSpec.model_validate(body)
+
+
+def test_ids_drawn_together_sort_in_the_order_drawn():
+    """Sweep children get their ids at once; the jobs list (ids, newest first) must show
+    them in a stable order: the order they were drawn, reversed."""
+    from tricklab.server.records import new_id, new_ids
+
+    for _ in range(200):
+        ids = new_ids(50)
+        assert sorted(ids) == ids and len(set(ids)) == 50
+        assert all(len(i) == len(new_id()) and i.startswith("j") for i in ids)

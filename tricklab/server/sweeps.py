@@ -18,7 +18,7 @@ from typing import Any
 from tricklab.contract import TERMINAL
 from tricklab.server import scripts
 from tricklab.server.outcomes import JobNotFound
-from tricklab.server.records import iso, new_id
+from tricklab.server.records import iso, new_id, new_ids
 from tricklab.server.store import Store
 
 LOCK_TTL_MS = 30_000
@@ -63,8 +63,9 @@ class SweepStore:
         that would pass it stays pending until a later step."""
         sweep_id = sweep_id or new_id("s")
         compact, payload = [], {}
-        for c in children:
-            job_id = new_id()
+        # ids in start order, so the jobs list (newest first) shows the children stably,
+        # the last to start first
+        for c, job_id in zip(children, new_ids(len(children)), strict=True):
             compact.append({"job_id": job_id, "variant": c["variant"], "seed": c["seed"]})
             payload[job_id] = json.dumps(
                 {
