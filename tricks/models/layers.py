@@ -47,3 +47,16 @@ def halve(spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Per-dimension factor 2 where the size allows it (>= 2), else 1; and the new sizes."""
     factors = tuple(2 if s >= 2 else 1 for s in spatial)
     return factors, tuple(s // f for s, f in zip(spatial, factors, strict=True))
+
+
+def kaiming_convs(model: nn.Module) -> None:
+    """He-normal (fan_out, ReLU) init of every conv, as torchvision's ResNets do."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def zero_last_bns(blocks: nn.Module) -> None:
+    """zero_init_residual for post-activation blocks: each block's last BN starts at γ = 0."""
+    for b in blocks.children():
+        nn.init.zeros_(b.bn2.weight)  # type: ignore[union-attr]

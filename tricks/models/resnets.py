@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tricks.models.layers import Dropout
+from tricks.models.layers import Dropout, kaiming_convs, zero_last_bns
 from tricks.models.small import BasicBlock
 from tricks.spec import PreActResNet18Spec, ResNet18Spec, ResNet34Spec
 
@@ -47,12 +47,6 @@ def stem(c_in: int, kind: str, *, norm: bool = True) -> nn.Sequential:
     )
 
 
-def _kaiming(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-
 class ResNetImage(nn.Module):
     """ResNet-18 or ResNet-34: stem, four stages of BasicBlocks, average pool, dropout, fc."""
 
@@ -72,11 +66,9 @@ class ResNetImage(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(c, num_classes)
-        _kaiming(self)
+        kaiming_convs(self)
         if spec.zero_init_residual:
-            for b in self.blocks:
-                assert isinstance(b, BasicBlock)
-                nn.init.zeros_(b.bn2.weight)
+            zero_last_bns(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
@@ -127,7 +119,7 @@ class PreActResNet18(nn.Module):
         self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1))
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(c, num_classes)
-        _kaiming(self)
+        kaiming_convs(self)
         if spec.zero_init_residual:
             zero_last_convs(self.blocks)
 

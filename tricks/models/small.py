@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from tricks.models.layers import Dropout, bn_cls, conv_cls, halve
+from tricks.models.layers import Dropout, bn_cls, conv_cls, halve, kaiming_convs, zero_last_bns
 from tricks.spec import CNNSpec, MLPSpec, ResNetSpec
 
 # ---------------------------------------------------------------------------- mlp
@@ -116,13 +116,9 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool1d(1) if dim == 1 else nn.AdaptiveAvgPool2d(1)
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d | nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_convs(self)
         if spec.zero_init_residual:
-            for b in self.blocks:
-                assert isinstance(b, BasicBlock)
-                nn.init.zeros_(b.bn2.weight)
+            zero_last_bns(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tricks.models.layers import kaiming_convs
 from tricks.models.resnets import PreActBlock, zero_last_convs
 from tricks.spec import WideResNetSpec
 
@@ -32,9 +33,7 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1))
         self.fc = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_convs(self)
         if spec.zero_init_residual:
             zero_last_convs(self.blocks)
 
