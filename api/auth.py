@@ -7,23 +7,41 @@ without HOST in the environment does not leave the API open to the network.
 
 Without a key (auth off) the caller is tenant "default" with the settings' limits.
 A key that is presented is always checked, whatever the mode.
+
+Failed authentications (a presented key that is malformed, unknown or revoked) are
+limited by two token buckets in Redis (lua/auth_failures.lua, Redis's clock, shared by
+every API process): one per client address, one per key id named in the key. Each
+failure takes a token from both; tokens come back at auth_failures_per_min_* a minute
+up to auth_failures_burst_*. What happens once a bucket is empty:
+- the address's: every attempt from that address is 429 (Retry-After) before its key is
+  even looked at, a valid key included, until a token is back. GitHub does the same
+  ("temporarily reject all authentication attempts ... including ones with valid
+  credentials"); it locks out the guesser, not the key's owner elsewhere.
+- the key id's: attempts with a wrong secret for that id are 429 instead of 401, while
+  the right secret still authenticates. Key ids are not secret, so a lock that refused
+  the right secret too would let any tenant lock another out of its own key.
+A request without a key (401 where one is needed) guesses nothing and is not counted.
+Successful checks run on the event loop (redis.asyncio), never behind the thread pool.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
+import math
+import re
 import sys
 from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from tricklab.server import scripts
-from tricklab.server.apikeys import LIMIT_FIELDS, KeyRing
+from tricklab.server.apikeys import KEY_RE, LIMIT_FIELDS, ApiKey, KeyRing
 from tricklab.server.keyspace import Keyspace
 from tricklab.settings import Settings
 
@@ -44,6 +62,9 @@ class Limits:
     max_train_samples: int
     rate_limit_per_s: float
     rate_limit_burst: int
+    # defaults only for limits stored before these existed (a search's record)
+    max_total_steps: int = 10_000_000
+    max_parameters: int = 100_000_000
 
     @classmethod
     def of(cls, settings: Settings, overrides: dict[str, Any] | None = None) -> Limits:
@@ -83,7 +104,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Set up key checks and the rate limiter; warn loudly when the API starts open."""
     app.state.auth_required = auth_required(settings)
     app.state.keyring = KeyRing(app.state.redis, settings.key_prefix)
-    app.state.rate_bucket = scripts.register(app.state.redis, "rate_bucket")
+    app.state.rate_bucket = scripts.register(app.state.aredis, "rate_bucket")
+    app.state.auth_failures = scripts.register(app.state.aredis, "auth_failures")
     if not app.state.auth_required:
         _key_optional_in_openapi(app)
         why = (
@@ -147,45 +169,122 @@ async def get_principal(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The caller: 401 without a valid key where one is needed; 429 past the key's rate."""
+    """The caller: 401 without a valid key where one is needed; 429 past the key's rate or
+    past the failed-authentication limits. All on the event loop (redis.asyncio): checking
+    a key never waits for a thread behind heavy requests."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    if creds is None:  # no I/O: answer on the event loop, no thread hop
-        return _resolve_principal(request, creds)
-    # a key: its lookup and rate bucket are (blocking) Redis calls
-    return await run_in_threadpool(_resolve_principal, request, creds)
-
-
-def _resolve_principal(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
-    settings: Settings = request.app.state.settings
-    raw_header = request.headers.get("authorization")
     if creds is None:
-        if raw_header is not None and _needs_key(request):
-            raise _unauthorized("the Authorization header must be 'Bearer <API key>'")
-        if _needs_key(request):
-            raise _unauthorized(
-                "this API needs an API key: send 'Authorization: Bearer <key>' "
-                "(create one with `tricklab keys create NAME`)"
-            )
-        principal = Principal(DEFAULT_TENANT, None, Limits.of(settings))
+        principal = _anonymous(request)
     else:
-        key = request.app.state.keyring.verify(creds.credentials)
-        if key is None:
-            raise _unauthorized("the API key is unknown, malformed or revoked")
-        principal = Principal(key.tenant, key.id, Limits.of(settings, key.limits))
-        _take_token(request, principal)
+        principal = await _authenticate(request, creds.credentials)
+        await _take_token(request, principal)
     request.state.principal = principal
     return principal
 
 
-def _take_token(request: Request, p: Principal) -> None:
+def _anonymous(request: Request) -> Principal:
+    if _needs_key(request):
+        if request.headers.get("authorization") is not None:
+            raise _unauthorized("the Authorization header must be 'Bearer <API key>'")
+        raise _unauthorized(
+            "this API needs an API key: send 'Authorization: Bearer <key>' "
+            "(create one with `tricklab keys create NAME`)"
+        )
+    return Principal(DEFAULT_TENANT, None, Limits.of(request.app.state.settings))
+
+
+def client_address(request: Request) -> str:
+    """The peer's address as uvicorn reports it (behind a proxy: what --proxy-headers and
+    --forwarded-allow-ips make of X-Forwarded-For)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _failure_buckets(request: Request, key_id: str | None) -> tuple[list[str], list[float]]:
+    """The failed-authentication buckets a request answers to: its address's, and the key
+    id's when the presented key has one; with [rate a second, burst] for each."""
+    s: Settings = request.app.state.settings
+    ks = Keyspace(s.key_prefix)
+    keys = [ks.auth_failures_addr(client_address(request))]
+    args = [s.auth_failures_per_min_addr / 60, s.auth_failures_burst_addr]
+    if key_id is not None:
+        keys.append(ks.auth_failures_key(key_id))
+        args += [s.auth_failures_per_min_key / 60, s.auth_failures_burst_key]
+    return keys, args
+
+
+def _limited(rate: float, burst: float) -> bool:
+    return rate > 0 and burst > 0
+
+
+async def _authenticate(request: Request, presented: str) -> Principal:
+    """Check a presented key, with the failed-authentication limits (see AUTH_FAILURES)."""
+    state = request.app.state
+    m = KEY_RE.match(presented)
+    key_id = m.group(1) if m else None
+    keys, args = _failure_buckets(request, key_id)
+    async with state.aredis.pipeline(transaction=False) as pipe:
+        await state.auth_failures(keys=keys, args=["peek", *args], client=pipe)
+        if key_id is not None:
+            pipe.hgetall(state.keyring.key(key_id))
+        res = await pipe.execute()
+    waits = [
+        float(w) if _limited(args[2 * i], args[2 * i + 1]) else 0.0 for i, w in enumerate(res[0])
+    ]
+    addr = client_address(request)
+    if waits[0] > 0:  # this address guessed too often: refused whatever it sends now
+        raise _too_many_failures(request, f"from {addr}", "addr", waits[0])
+    key = _check_key(m, res[1] if key_id is not None else {})
+    if key is None:
+        if len(waits) > 1 and waits[1] > 0:
+            raise _too_many_failures(request, f"for key id {key_id}", "key", waits[1])
+        await state.auth_failures(keys=keys, args=["take", *args])
+        log.info("failed authentication from %s (key id %s)", addr, key_id or "malformed")
+        raise _unauthorized("the API key is unknown, malformed or revoked")
+    return Principal(key.tenant, key.id, Limits.of(state.settings, key.limits))
+
+
+def _check_key(m: re.Match[str] | None, record: dict[str, str]) -> ApiKey | None:
+    """KeyRing.verify's check on a record already read (it reads with the sync client)."""
+    if m is None:
+        return None
+    # Compare even when the id is unknown, so both misses take the same time.
+    digest = hashlib.sha256(m.group(2).encode()).hexdigest()
+    ok = hmac.compare_digest(digest, record.get("hash") or "0" * 64)
+    if not record or not ok or record.get("revoked_at"):
+        return None
+    return KeyRing._decode(record)
+
+
+def _too_many_failures(request: Request, whom: str, which: str, wait: float) -> ApiError:
+    """429 for a locked-out address (which="addr") or key id (which="key")."""
+    s: Settings = request.app.state.settings
+    per_min = getattr(s, f"auth_failures_per_min_{which}")
+    burst = getattr(s, f"auth_failures_burst_{which}")
+    retry = max(1, math.ceil(wait))
+    scope = (
+        "every authentication from this address is refused, even with a valid key"
+        if which == "addr"
+        else "wrong secrets for this key id are refused (the right one still works)"
+    )
+    return ApiError(
+        429,
+        "too_many_auth_failures",
+        f"too many failed authentications {whom} (more than {burst}, then {per_min:g} a minute: "
+        f"auth_failures_burst_{which} / auth_failures_per_min_{which}); {scope} for {retry} s",
+        {"limit": f"auth_failures_per_min_{which}", "per_min": per_min, "burst": burst},
+        {"Retry-After": str(retry)},
+    )
+
+
+async def _take_token(request: Request, p: Principal) -> None:
     rate, burst = p.limits.rate_limit_per_s, p.limits.rate_limit_burst
     if rate <= 0 or burst <= 0:
         return
     assert p.key_id is not None  # only requests that sent a key get here
     key = Keyspace(request.app.state.settings.key_prefix).rate_bucket(p.key_id)
-    ok, wait = request.app.state.rate_bucket(keys=[key], args=[rate, burst])
+    ok, wait = await request.app.state.rate_bucket(keys=[key], args=[rate, burst])
     if int(ok) != 1:
         retry = max(1, int(float(wait) + 0.999))
         raise ApiError(

@@ -13,6 +13,7 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from api.auth import PrincipalDep
+from api.stream_hub import StreamHub
 from tricklab.server.store import Store
 from tricklab.settings import Settings
 
@@ -44,6 +45,17 @@ async def get_async_redis(request: Request) -> aioredis.Redis:
     return request.app.state.aredis
 
 
+async def get_stream_hub(request: Request) -> StreamHub:
+    """The process's one event-stream reader, made on first use on the app's event loop."""
+    hub = getattr(request.app.state, "stream_hub", None)
+    if hub is None:
+        store: Store = request.app.state.store
+        hub = request.app.state.stream_hub = StreamHub(
+            request.app.state.settings.redis_url, store.keys
+        )
+    return hub
+
+
 async def get_tenant(principal: PrincipalDep) -> str:
     """The caller's tenant, from its API key (api/auth.py); "default" when auth is off."""
     return principal.tenant
@@ -56,3 +68,4 @@ SeriesRedisDep = Annotated[redis.Redis, Depends(get_series_redis)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 AsyncRedisDep = Annotated[aioredis.Redis, Depends(get_async_redis)]
+StreamHubDep = Annotated[StreamHub, Depends(get_stream_hub)]

@@ -9,6 +9,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import MaxConnectionsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tricks.spec import validation_errors
@@ -16,6 +17,10 @@ from tricks.spec import validation_errors
 log = logging.getLogger("tricklab.api")
 
 REDIS_DOWN = "the job store (Redis) is unreachable; retry shortly"
+POOL_EXHAUSTED = (
+    "the API's Redis connection pool is exhausted (every connection stayed busy for "
+    "TRICKLAB_REDIS_POOL_TIMEOUT_S); Redis itself is up: retry shortly"
+)
 
 _CODES = {
     400: "bad_request",
@@ -123,9 +128,16 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "redis_unavailable", REDIS_DOWN, None, {"Retry-After": "2"})
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis pool exhausted during %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "redis_pool_exhausted", POOL_EXHAUSTED, None, {"Retry-After": "1"})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, _api)  # type: ignore[arg-type]
     app.add_exception_handler(redis.ConnectionError, _redis_down)
+    # a subclass of ConnectionError: its own handler wins (handlers are looked up by MRO)
+    app.add_exception_handler(MaxConnectionsError, _pool_exhausted)
     app.add_exception_handler(redis.TimeoutError, _redis_down)
