@@ -10,7 +10,9 @@ def keep_indices(values: np.ndarray, max_points: int) -> np.ndarray:
     n = int(values.size)
     if n <= max_points:
         return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
+    buckets = (max_points - 2) // 2
+    if buckets < 1:  # room for the ends only: never more than max_points
+        return np.array([0, n - 1], dtype=np.int64)
     edges = np.linspace(0, n, buckets + 1).astype(np.int64)
     keep = [0, n - 1]
     for a, b in zip(edges[:-1], edges[1:], strict=True):

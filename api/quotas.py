@@ -56,6 +56,57 @@ def check_train_samples(epochs: int, n_train: int, limits: Limits) -> None:
         )
 
 
+def _limit_422(loc: list[str], limit: str, msg: str, **details: Any) -> ApiError:
+    """The max_train_samples shape: one field error that names the limit and its value."""
+    return ApiError(
+        422, "quota_exceeded", msg, [{"loc": loc, "msg": msg, "limit": limit, **details}]
+    )
+
+
+def check_plan(plan: dict[str, int], limits: Limits, task: str = "train") -> None:
+    """422 when the planned job is above max_total_steps (at training.epochs) or its model
+    above max_parameters (at model). plan is api.planning.make_plan's."""
+    spe, epochs = plan["steps_per_epoch"], plan["epochs"]
+    total = spe * epochs  # a range test's own steps are bounded by its spec
+    if task == "train" and total > limits.max_total_steps:
+        most = max(1, limits.max_total_steps // max(1, spe))
+        raise _limit_422(
+            ["training", "epochs"],
+            "max_total_steps",
+            f"{epochs} epochs x {spe} steps per epoch = {total} steps, above the "
+            f"max_total_steps limit of {limits.max_total_steps}; use at most {most} epochs "
+            "or a larger batch_size",
+            max_total_steps=limits.max_total_steps,
+            total_steps=total,
+        )
+    params = plan.get("parameters")
+    if params is not None and params > limits.max_parameters:
+        raise _limit_422(
+            ["model"],
+            "max_parameters",
+            f"the model has {params:,} trainable parameters, above the max_parameters "
+            f"limit of {limits.max_parameters:,}; use a smaller model (fewer or narrower "
+            "layers)",
+            max_parameters=limits.max_parameters,
+            parameters=params,
+        )
+
+
+def check_preview_steps(epochs: int, steps_per_epoch: int, limits: Limits) -> None:
+    """422 at epochs when a preview is longer than a job may be (max_total_steps)."""
+    total = epochs * steps_per_epoch
+    if total > limits.max_total_steps:
+        most = max(1, limits.max_total_steps // max(1, steps_per_epoch))
+        raise _limit_422(
+            ["epochs"],
+            "max_total_steps",
+            f"{epochs} epochs x {steps_per_epoch} steps per epoch = {total} steps, above the "
+            f"max_total_steps limit of {limits.max_total_steps}; use at most {most} epochs",
+            max_total_steps=limits.max_total_steps,
+            total_steps=total,
+        )
+
+
 def check_upload_size(size: int, limits: Limits) -> None:
     """413 when one uploaded file is above max_upload_bytes."""
     if size > limits.max_upload_bytes:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-import numpy as np
+import redis
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from api.deps import SeriesRedisDep, StoreDep, TenantDep
-from api.downsample import keep_indices
 from api.errors import invalid
+from api.heavy import HeavyDep
 from api.routes.jobs import ERRORS, load_job
 from api.schemas import CurvesPublic, LrPublic
 from tricklab.server.series import read_series, series_names
-from tricks.schedules import lr_curve
+from tricklab.server.store import Store
+from tricks.schedules import lr_sampled
 from tricks.spec import JobSpec
 
 router = APIRouter(prefix="/jobs", tags=["curves"])
@@ -71,27 +73,37 @@ def read_job_curves(
 
 
 @router.get("/{job_id}/lr", response_model=LrPublic, responses=ERRORS)
-def read_job_lr(
+async def read_job_lr(
     job_id: str,
     store: StoreDep,
     rb: SeriesRedisDep,
     tenant: TenantDep,
+    heavy: HeavyDep,
     max_points: MaxPoints = None,
-) -> dict[str, Any]:
+) -> Response:
     """Read the planned learning rate of every step next to the one the worker logged."""
+    return await heavy.run(tenant, _job_lr, store, rb, job_id, tenant, max_points)
+
+
+def _job_lr(
+    store: Store, rb: redis.Redis, job_id: str, tenant: str, max_points: int | None
+) -> Response:
+    """On the heavy pool: the planned curve sampled (never every step), the logged one
+    downsampled in Redis, both rendered to JSON there too."""
     rec = load_job(store, job_id, tenant)
     planned: dict[str, list] = {"step": [], "lr": []}
     plan = rec.get("plan") or {}
     spec = JobSpec.model_validate(rec["spec"])
     if plan and spec.task == "train":
-        curve = lr_curve(
+        steps, lrs = lr_sampled(
             lr0=spec.optimizer.lr,
             schedule=spec.schedule,
             steps_per_epoch=plan["steps_per_epoch"],
             epochs=plan["epochs"],
+            max_points=min(max_points or MAX_PLANNED, MAX_PLANNED),
         )
-        idx = keep_indices(curve, min(max_points or MAX_PLANNED, MAX_PLANNED))
-        planned = {"step": idx.tolist(), "lr": np.asarray(curve[idx]).tolist()}
+        planned = {"step": steps.tolist(), "lr": lrs.tolist()}
     got = read_series(rb, store.series_prefix(job_id), ["lr"], None, max_points)
     s = got["series"].get("lr") or {"step": [], "value": []}
-    return {"planned": planned, "actual": {"step": s["step"], "lr": s["value"]}}
+    out = {"planned": planned, "actual": {"step": s["step"], "lr": s["value"]}}
+    return Response(LrPublic.model_validate(out).model_dump_json(), media_type="application/json")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Body
+from fastapi.responses import Response
 
-from api.downsample import keep_indices
+from api import quotas
+from api.auth import PrincipalDep
 from api.examples import PREVIEW_EXAMPLES
+from api.heavy import HeavyDep
 from api.routes.jobs import ERRORS
 from api.schemas import PreviewPublic, PreviewRequest
-from tricks.schedules import lr_curve
+from tricks.schedule_steps import realised
+from tricks.schedules import lr_sampled
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -20,19 +23,33 @@ DEFAULT_MAX_POINTS = 100_000
 
 
 @router.post("/preview", response_model=PreviewPublic, responses=ERRORS)
-def preview_schedule(
+async def preview_schedule(
     body: Annotated[PreviewRequest, Body(openapi_examples=PREVIEW_EXAMPLES)],
-) -> dict[str, Any]:
+    principal: PrincipalDep,
+    heavy: HeavyDep,
+) -> Response:
     """Compute the lr of every optimizer step for a schedule (the curve a job would follow)."""
-    curve = lr_curve(
+    quotas.check_preview_steps(body.epochs, body.steps_per_epoch, principal.limits)
+    return await heavy.run(principal.tenant, _preview, body)
+
+
+def _preview(body: PreviewRequest) -> Response:
+    """On the heavy pool: the sampled curve (never every step), rendered to JSON there too."""
+    steps, lrs = lr_sampled(
         lr0=body.lr,
         schedule=body.schedule,
         steps_per_epoch=body.steps_per_epoch,
         epochs=body.epochs,
+        max_points=body.max_points or DEFAULT_MAX_POINTS,
     )
-    idx = keep_indices(curve, body.max_points or DEFAULT_MAX_POINTS)
-    return {
-        "step": idx.tolist(),
-        "lr": np.asarray(curve[idx]).tolist(),
-        "total_steps": int(curve.size),
+    out = {
+        "step": steps.tolist(),
+        "lr": lrs.tolist(),
+        "total_steps": body.epochs * body.steps_per_epoch,
+        "schedule": realised(
+            body.schedule, steps_per_epoch=body.steps_per_epoch, epochs=body.epochs
+        ),
     }
+    return Response(
+        PreviewPublic.model_validate(out).model_dump_json(), media_type="application/json"
+    )
