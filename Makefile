@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Options for `tricklab up`, e.g. make up UP_ARGS="--port 8001 --redis-port 6390"
+UP_ARGS ?=
 up: $(STAMP)
 	@if [ -x $(BIN)/tricklab ] && $(BIN)/python -c "import tricklab.client.cli" 2>/dev/null; \
-	  then exec $(BIN)/tricklab up; else exec $(BIN)/python -m tricklab.client.up; fi
+	  then exec $(BIN)/tricklab up $(UP_ARGS); else exec $(BIN)/python -m tricklab.client.up $(UP_ARGS); fi
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q
