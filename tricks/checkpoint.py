@@ -9,14 +9,21 @@ Writes are atomic: the file is written under a temporary name in the same
 directory, fsynced, then `os.replace`d into place (and the directory fsynced),
 so a crash leaves either the old set of checkpoints or the new one. On load,
 files that do not unpickle (truncated, half-written, corrupt) are skipped and
-the previous checkpoint is used. The last `KEEP` checkpoints are kept.
+the previous checkpoint is used. The last `KEEP` checkpoints are kept. A write
+torn by a killed process leaves its `.<name>.<pid>.tmp` behind: `clean_partial_writes`
+removes them when a run starts (load_latest calls it).
+
+A full disk at any write raises `DiskFull` (an OSError, errno ENOSPC) that names the
+file (never its directory), the bytes it needed and the bytes left.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,64 @@ import torch
 KEEP = 2
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+# What _atomic_write and pin_epoch write before the rename: ".<final name>.<pid>.tmp".
+_PARTIAL = re.compile(r"^\..+\.\d+\.tmp$")
+
+
+class DiskFull(OSError):
+    """No space left writing `what` (a file name, no directory) of about `size` bytes
+    (None: unknown); `free` bytes were left on its filesystem (None: unknown)."""
+
+    def __init__(self, what: str, size: int | None, free: int | None) -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.what, self.size, self.free = what, size, free
+
+    def __str__(self) -> str:
+        size = f" ({human_bytes(self.size)})" if self.size is not None else ""
+        free = f": {human_bytes(self.free)} free" if self.free is not None else ""
+        return f"no space left writing {self.what}{size}{free}"
+
+
+def human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000  # type: ignore[assignment]
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def free_bytes(directory: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the filesystem of `directory`."""
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC (or EDQUOT) here or in what caused it: torch.save reports a failed write
+    as a RuntimeError whose context is the OSError."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested state (what a checkpoint of it will about weigh)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 # ------------------------------------------------------------------ RNG states
@@ -88,7 +153,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, size: int | None = None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -96,10 +161,29 @@ def _atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        tmp.unlink(missing_ok=True)  # before measuring what is left
+        raise DiskFull(path.name, size, free_bytes(path.parent)) from e
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def clean_partial_writes(directory: Path | None) -> list[Path]:
+    """Remove the temporary files of torn writes under `directory` (a process killed
+    between open and rename); returns them. Call when a run starts, before it writes:
+    a temporary file of a live writer of the same directory would be removed too."""
+    if directory is None or not Path(directory).is_dir():
+        return []
+    removed = []
+    for p in Path(directory).rglob(".*.tmp"):
+        if _PARTIAL.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def save_checkpoint(state: dict[str, Any], directory: Path, step: int, keep: int = KEEP) -> Path:
@@ -107,7 +191,9 @@ def save_checkpoint(state: dict[str, Any], directory: Path, step: int, keep: int
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, step)
-    _atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    _atomic_write(
+        path, lambda f: torch.save({"format": FORMAT, **state}, f), size=_tensor_bytes(state)
+    )
     for old in _by_step(directory)[keep:]:
         old.unlink(missing_ok=True)
     return path
@@ -135,6 +221,7 @@ def load_latest(directory: Path | None) -> tuple[Path, dict[str, Any]] | None:
     """(path, state) of the newest checkpoint that loads, falling back past broken ones."""
     if directory is None or not Path(directory).is_dir():
         return None
+    clean_partial_writes(directory)  # a run starts here: no writer of this directory is live
     for path in _by_step(directory):
         try:
             return path, load_checkpoint(path)
@@ -155,8 +242,6 @@ def pin_epoch(path: Path, epochs_done: int) -> Path:
     A hard link in `<dir>/epochs/` (tricks.pinned), or a copy where links are not
     supported; the rolling set is pruned as before. What fork starts from.
     """
-    import shutil
-
     from tricks.pinned import pinned_path
 
     target = pinned_path(Path(path).parent, epochs_done)
@@ -166,7 +251,14 @@ def pin_epoch(path: Path, epochs_done: int) -> Path:
     try:
         os.link(path, tmp)
     except OSError:
-        shutil.copyfile(path, tmp)
+        try:
+            shutil.copyfile(path, tmp)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            if not is_disk_full(e):
+                raise
+            size = Path(path).stat().st_size
+            raise DiskFull(target.name, size, free_bytes(target.parent)) from e
     os.replace(tmp, target)
     return target
 
@@ -199,7 +291,7 @@ def save_model(
     if spec is not None and input_shape is not None and num_classes is not None:
         metadata.update(model_metadata(spec, input_shape, num_classes))
     data = save(tensors, metadata=metadata)
-    _atomic_write(path, lambda f: f.write(data))
+    _atomic_write(path, lambda f: f.write(data), size=len(data))
     return path
 
 

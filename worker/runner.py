@@ -3,14 +3,24 @@
 Every write is fenced on the attempt number from the claim (tricklab.server.store), so a
 late or duplicate delivery, or an attempt that lost its lease, cannot overwrite a
 newer attempt or resurrect a finished job.
+
+The end of a job is inside the error handling too: the claim and every write that
+records how the job ended are retried through a Redis outage of up to
+settings.finish_retry_s (worker.retry; safe because they are fenced), the lease is kept
+while the result is written, and a failure writing an artifact (a full disk at the final
+model.safetensors) ends the job `failed` with its reason instead of raising out of the
+task, which would leave it `running` until the reaper re-ran it into the restart limit.
+Error messages never carry server paths (`public_message`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -26,6 +36,7 @@ from tricklab.server.store import Store
 from tricklab.settings import get_settings
 from worker import followups, lifecycle
 from worker.reporting import LeaseKeeper, Reporter, jsonable
+from worker.retry import RETRYABLE, with_retry
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +65,89 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
-    """{type, message} for the job record: readable, one line, no traceback."""
+    """{type, message} for the job record: readable, one line, no traceback, no server path."""
+    from tricks.checkpoint import DiskFull, free_bytes, human_bytes, is_disk_full
+
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if is_oom(exc):
         return {
             "type": "oom",
-            "message": f"out of memory ({message[:300]}): lower training.batch_size "
-            "or the model size",
+            "message": f"out of memory ({public_message(message)[:300]}): lower "
+            "training.batch_size or the model size",
         }
-    return {"type": type(exc).__name__, "message": message[:500]}
+    full = _find(exc, DiskFull)
+    if full is not None:
+        size = f" ({human_bytes(full.size)})" if full.size is not None else ""
+        free = f": {human_bytes(full.free)} free" if full.free is not None else ""
+        return {
+            "type": "disk_full",
+            "message": f"no space left writing {full.what}{size} to the job's directory{free}",
+        }
+    if is_disk_full(exc):  # a write other than tricks.checkpoint's (no size known)
+        name = Path(getattr(exc, "filename", None) or "").name or "a file"
+        left = free_bytes(get_settings().artifact_dir)
+        free = f": {human_bytes(left)} free" if left is not None else ""
+        return {
+            "type": "disk_full",
+            "message": f"no space left writing {name} to the artifact directory{free}",
+        }
+    missing = _missing_dataset(exc)
+    if missing is not None:
+        return {
+            "type": "dataset_missing",
+            "message": f"dataset {missing} is missing (deleted after the job was submitted?)",
+        }
+    return {"type": type(exc).__name__, "message": public_message(message)[:500]}
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> Any:
+    """`exc` or the first exception it was raised from that is a `kind`."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _missing_dataset(exc: BaseException) -> str | None:
+    """The id of the uploaded dataset whose file is gone, when that is what `exc` says."""
+    e = _find(exc, FileNotFoundError)
+    if e is None or not e.filename:
+        return None
+    path = Path(os.path.abspath(e.filename))
+    if path.parent.name == "datasets" and path.suffix == ".npz":
+        return path.stem
+    return None
+
+
+# An absolute path: "/" then at least one more "/"-separated part, not inside a URL.
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+@~-]+/)+[\w.+@~-]*")
+
+
+def public_message(message: str, artifact_dir: Path | None = None) -> str:
+    """`message` with every server path replaced: a file in the artifact directory by what
+    it is ("dataset d0193…", "checkpoints/ckpt-….pt in the job's directory"), any other
+    absolute path by its last part."""
+    art = os.path.abspath(artifact_dir or get_settings().artifact_dir)
+
+    def replace(m: re.Match[str]) -> str:
+        path = m.group(0)
+        rel = os.path.relpath(path, art) if path.startswith(art + os.sep) else None
+        if rel is not None:
+            parts = Path(rel).parts
+            if len(parts) == 2 and parts[0] == "datasets":
+                return f"dataset {Path(parts[1]).stem}"
+            if len(parts) >= 3 and parts[0] == "jobs":
+                return f"{'/'.join(parts[2:])} in the job's directory"
+            if len(parts) == 2 and parts[0] == "jobs":
+                return "the job's directory"
+        name = Path(path.rstrip("/")).name
+        return f".../{name}" if name else "..."
+
+    return _ABS_PATH.sub(replace, message)
 
 
 def _claim_after_holder(store: Store, job_id: str, worker: str) -> tuple[int, str | None]:
@@ -139,6 +224,8 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
                 h = history[name]
                 writer.add(pipe, name, [int(x) for x in h["step"]], [float(v) for v in h["value"]])
             pipe.execute()
+    except RETRYABLE:
+        raise  # Redis is away: the caller retries the whole repair (it is idempotent)
     except redis.RedisError:
         log.warning("job %s: could not check the stored series", job_id, exc_info=True)
 
@@ -150,50 +237,89 @@ def run_job(job_id: str, *, worker: str) -> None:
     attempt = _claim(store, job_id, worker)
     if not attempt:
         return
+
+    def retry(fn: Any, what: str) -> Any:
+        return with_retry(fn, what=f"job {job_id}: {what}", budget_s=s.finish_retry_s)
+
     # Which process holds the attempt: a re-delivery on this worker can then tell that
     # the holder died (the pool child was killed) and take over without waiting.
-    store.set_fields(job_id, worker_pid=str(os.getpid()))
-    job = store.get_job(job_id)
-    reporter = Reporter(
-        store,
-        raw,
-        job_id,
-        attempt,
-        lease_s=s.lease_ttl_s,
-        preempt_requested=lifecycle.preempt_requested,
+    retry(lambda: store.set_fields(job_id, worker_pid=str(os.getpid())), "record the pid")
+    job = retry(lambda: store.get_job(job_id), "read the job")
+    _clean_torn_writes(s.job_dir(job_id))
+    reporter = retry(
+        lambda: Reporter(
+            store,
+            raw,
+            job_id,
+            attempt,
+            lease_s=s.lease_ttl_s,
+            preempt_requested=lifecycle.preempt_requested,
+        ),
+        "read the stored series",
     )
     reporter.best = job.get("best")  # a resumed attempt carries the run's best so far
     started = time.monotonic()
     lifecycle.task_started()
+    ending: tuple[str, dict[str, Any]] | None = None  # (status, fields) for _finish
     try:
+        # The lease is kept until the result is written: a large model takes a while to
+        # save, and a Redis outage here must not let the reaper take the job meanwhile.
         with LeaseKeeper(reporter, s.lease_ttl_s / 3):
-            result = _train(job, reporter, s.job_dir(job_id))
+            try:
+                result = _train(job, reporter, s.job_dir(job_id))
+            finally:
+                lifecycle.task_finished()
+            reporter.flush_pending()  # the series first, then the result that repairs them
+            if not reporter.fenced and result.status != "preempted":
+                ending = _record_result(
+                    store, raw, job, attempt, result, time.monotonic() - started
+                )
+    except RETRYABLE:
+        # Redis stayed away past finish_retry_s: the job stays running, its lease lapses
+        # and the reaper re-queues it; the next attempt resumes from the last checkpoint.
+        log.exception("job %s: could not record how the job ended", job_id)
+        raise
     except Exception as exc:  # the job failed, not the worker: record it and move on
         log.exception("job %s: failed", job_id)
-        _finish(store, job_id, attempt, JobStatus.FAILED, error=error_of(exc))
-        return
-    finally:
-        lifecycle.task_finished()
-    if reporter.fenced:
+        ending = (JobStatus.FAILED, {"error": error_of(exc)})
+    # after the lease keeper stopped: its next beat would see the job queued or finished
+    if ending is not None:
+        _finish(store, job_id, attempt, ending[0], **ending[1])
+    elif reporter.fenced:
         log.warning("job %s: attempt %d lost the job to another attempt", job_id, attempt)
-    elif result.status == "preempted":
+    else:  # preempted
         _requeue(store, job, attempt)
-    else:
-        _record_result(store, raw, job, attempt, result, time.monotonic() - started)
+
+
+def _clean_torn_writes(job_dir: Path) -> None:
+    """Temporary files of writes torn by a killed attempt (this attempt writes nothing yet)."""
+    from tricks.checkpoint import clean_partial_writes
+
+    removed = clean_partial_writes(job_dir)
+    if removed:
+        log.info("removed %d partial file(s) of an earlier attempt", len(removed))
 
 
 def _claim(store: Store, job_id: str, worker: str) -> int:
     """The attempt number this delivery holds, or 0 when there is nothing to do."""
     s = get_settings()
+    what = f"job {job_id}: claim"
     try:
-        attempt, status = store.claim(
-            job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
+        attempt, status = with_retry(
+            lambda: store.claim(
+                job_id, worker, lease_s=s.lease_ttl_s, max_attempts=s.max_restarts + 1
+            ),
+            what=what,
+            budget_s=s.finish_retry_s,
         )
     except JobNotFound:
         log.warning("job %s: no such job; dropping the message", job_id)
         return 0
     if not attempt and status == JobStatus.RUNNING:
-        attempt, status = _claim_after_holder(store, job_id, worker)
+        # e.g. a claim that landed but whose answer was lost: this worker's own holder
+        attempt, status = with_retry(
+            lambda: _claim_after_holder(store, job_id, worker), what=what, budget_s=s.finish_retry_s
+        )
     if not attempt:
         log.info("job %s: not claimable (%s); nothing to do", job_id, status)
         followups.after_job(store, job_id)  # e.g. a cancelled sweep child: start the next
@@ -205,16 +331,21 @@ def _claim(store: Store, job_id: str, worker: str) -> int:
 
 def _record_result(
     store: Store, raw: Any, job: dict[str, Any], attempt: int, result: Any, duration_s: float
-) -> None:
+) -> tuple[str, dict[str, Any]]:
     """A run that ended on its own (succeeded, failed in training, cancelled): its curves,
-    final metrics, model and summary, then the terminal status."""
+    final metrics, model and summary. Returns the terminal status and its fields."""
     job_id = job["id"]
-    _repair_series(raw, store, job_id, result.history)
+    budget = get_settings().finish_retry_s
+
+    def retry(fn: Any, what: str) -> Any:
+        return with_retry(fn, what=f"job {job_id}: {what}", budget_s=budget)
+
+    retry(lambda: _repair_series(raw, store, job_id, result.history), "repair the series")
     # The run's own final values: live heartbeats may have been lost in a Redis outage.
     final: dict[str, Any] = {"metrics": {**(job.get("metrics") or {}), **jsonable(result.metrics)}}
     if result.best and result.best.get("val_acc") is not None:
         final["best"] = jsonable(result.best)  # over every attempt
-    store.set_fields(job_id, **final)
+    retry(lambda: store.set_fields(job_id, **final), "write the final metrics")
     summary: dict[str, Any] = {
         "metrics": jsonable(result.metrics),
         "best": jsonable(result.best),
@@ -229,28 +360,43 @@ def _record_result(
         summary.update(
             lr_range=lr_range, suggested_lr=lr_range.get("suggested_lr"), rule=lr_range.get("rule")
         )
-        followups.record_range_curve(raw, store, job_id, lr_range)
-    if result.status == JobStatus.SUCCEEDED and result.model_state is not None:
+        retry(
+            lambda: followups.record_range_curve(raw, store, job_id, lr_range),
+            "write the range test's curve",
+        )
+    status = result.status
+    error = jsonable(result.error) if result.error else None
+    if status == JobStatus.SUCCEEDED and result.model_state is not None:
         from tricks.checkpoint import save_model
 
         meta = job.get("dataset_meta") or {}  # what the API resolved the dataset to
-        save_model(
-            result.model_state,
-            get_settings().job_dir(job_id) / "model.safetensors",
-            spec=job["spec"],
-            input_shape=meta.get("input_shape"),
-            num_classes=meta.get("num_classes"),
-        )
-        summary["model"] = "model.safetensors"
-    error = jsonable(result.error) if result.error else None
-    log.info("job %s: ending as %s after %d steps", job_id, result.status, result.steps)
-    _finish(store, job_id, attempt, result.status, error=error, result=summary)
+        try:
+            save_model(
+                result.model_state,
+                get_settings().job_dir(job_id) / "model.safetensors",
+                spec=job["spec"],
+                input_shape=meta.get("input_shape"),
+                num_classes=meta.get("num_classes"),
+            )
+        except OSError as e:  # a full disk, above all: the job cannot succeed without it
+            log.error("job %s: could not save the model: %s", job_id, e)
+            status, error = JobStatus.FAILED, error_of(e)
+        else:
+            summary["model"] = "model.safetensors"
+    log.info("job %s: ending as %s after %d steps", job_id, status, result.steps)
+    return status, {"error": error, "result": summary}
 
 
 def _finish(store: Store, job_id: str, attempt: int, status: str, **fields: Any) -> None:
     """The terminal status (fenced on the attempt), its metric, and the follow-ups."""
-    flush_job_log()  # the job's log is complete once its terminal status is visible
-    if store.finish(job_id, attempt, status, **fields):
+    budget = get_settings().finish_retry_s
+    flush_job_log(retry_s=budget)  # the job's log is complete once its status is visible
+    finished = with_retry(
+        lambda: store.finish(job_id, attempt, status, **fields),
+        what=f"job {job_id}: finish({status})",
+        budget_s=budget,
+    )
+    if finished:
         telemetry.job_finished(store, job_id)
     else:
         log.warning("job %s: finish(%s) fenced out", job_id, status)
@@ -283,7 +429,11 @@ def _requeue(store: Store, job: dict[str, Any], attempt: int) -> None:
     from worker.celery_app import app
 
     job_id = job["id"]
-    res = store.requeue(job_id, attempt, "preempted")
+    res = with_retry(
+        lambda: store.requeue(job_id, attempt, "preempted"),
+        what=f"job {job_id}: requeue",
+        budget_s=get_settings().finish_retry_s,
+    )
     if res == Requeued.REQUEUED:
         app.send_task(TRAIN_TASK, args=[job_id], queue=job.get("queue") or "cpu")
         log.info("job %s: preempted; checkpointed and re-queued", job_id)

@@ -2,7 +2,11 @@
 stream, read back by GET /jobs/{id}/logs.
 
 The handler buffers: one pipelined round trip every FLUSH_LINES lines or FLUSH_S seconds
-and one at the end, never a Redis call per line on the training path.
+and one at the end, never a Redis call per line on the training path. While Redis is
+away the lines stay in memory (at most `maxlen`, the oldest dropped first) and go out
+with the first flush that reaches it: a write that fails backs off (RETRY_S) instead of
+trying again at every line. The flushes that end a job (flush_job_log before the
+terminal status, close) may wait for Redis, up to `retry_s`.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
+
 from tricklab.server.keyspace import Keyspace
 from tricklab.server.logs import context, iso_ts, log_context
 
 JOB_LOG_MAXLEN = 5000
 FLUSH_LINES = 100
 FLUSH_S = 2.0
+RETRY_S = 5.0  # after a failed write, lines wait this long before the next try
 
 
 class JobLogHandler(logging.Handler):
@@ -34,6 +41,7 @@ class JobLogHandler(logging.Handler):
         maxlen: int = JOB_LOG_MAXLEN,
         flush_lines: int = FLUSH_LINES,
         flush_s: float = FLUSH_S,
+        close_retry_s: float = 0.0,
     ) -> None:
         super().__init__(level)
         self.r = r
@@ -42,9 +50,11 @@ class JobLogHandler(logging.Handler):
         self.maxlen = maxlen
         self.flush_lines = flush_lines
         self.flush_s = flush_s
+        self.close_retry_s = close_retry_s
         self.dropped = 0
         self._buf: list[dict[str, str]] = []
         self._last = time.monotonic()
+        self._retry_at = 0.0  # no write before this after a failed one (monotonic)
 
     def emit(self, record: logging.LogRecord) -> None:
         # Only this job's records: another thread of the process may log for nothing/else.
@@ -73,33 +83,60 @@ class JobLogHandler(logging.Handler):
         if due:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, retry_s: float = 0.0) -> None:
+        """Write the buffered lines; on a Redis outage keep them, retrying for retry_s."""
         # self.lock is an RLock, already held when emit() calls this: writes stay in order.
         with self.lock:  # type: ignore[union-attr]
-            batch, self._buf = self._buf, []
             self._last = time.monotonic()
-            if not batch:
+            if not self._buf or (not retry_s and self._last < self._retry_at):
                 return
-            try:
-                with self.r.pipeline(transaction=False) as pipe:
-                    for fields in batch:
-                        pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-                    pipe.execute()
-            except Exception:  # noqa: BLE001 - a Redis blip loses log lines, not the job
-                self.dropped += len(batch)
+            deadline = self._last + retry_s
+            delay = 0.1
+            while True:
+                try:
+                    self._write(self._buf)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    self._retry_at = time.monotonic() + RETRY_S
+                    self._cap()
+                    if time.monotonic() + delay > deadline:
+                        return  # kept: the next flush tries again
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                except Exception:  # noqa: BLE001 - not an outage: a bad batch is dropped
+                    self.dropped += len(self._buf)
+                self._buf = []
+                self._retry_at = 0.0
+                return
+
+    def _write(self, batch: list[dict[str, str]]) -> None:
+        # MULTI/EXEC: a batch lands whole or not at all, so a retry after a failed write
+        # repeats no half batch (only an EXEC whose answer was lost is written twice)
+        with self.r.pipeline(transaction=True) as pipe:
+            for fields in batch:
+                pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+            pipe.execute()
+
+    def _cap(self) -> None:
+        """While Redis is away: keep the newest `maxlen` lines (the stream keeps no more)."""
+        extra = len(self._buf) - self.maxlen
+        if extra > 0:
+            del self._buf[:extra]
+            self.dropped += extra
 
     def close(self) -> None:
-        self.flush()
+        self.flush(retry_s=self.close_retry_s)
         super().close()
 
 
-def flush_job_log() -> None:
-    """Write the current job's buffered log lines now: called before its terminal status
-    is published, so a reader who sees `succeeded` also sees the whole log."""
+def flush_job_log(retry_s: float = 0.0) -> None:
+    """Write the current job's buffered log lines now (through a Redis outage of up to
+    retry_s): called before its terminal status is published, so a reader who sees
+    `succeeded` also sees the whole log."""
     job_id = context().get("job_id")
     for h in logging.getLogger().handlers:
         if isinstance(h, JobLogHandler) and h.job_id == job_id:
-            h.flush()
+            h.flush(retry_s=retry_s)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,23 @@
 """Worker heartbeats: which workers are alive, and what each said about itself (its
-queues and GPUs), for /readyz, the queue choice of `device: auto` jobs and /metrics."""
+queues and GPUs), for /readyz, the queue choice of `device: auto` jobs, /metrics, and
+the `pending_reason` of a queued job that no live worker can run."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from tricklab.server.keyspace import Keyspace
+
+log = logging.getLogger(__name__)
 
 INFO_TTL_S = 3600  # a worker's self-description outlives its heartbeats by this much
 
@@ -49,3 +59,79 @@ class Workers:
                 info = {}
             out.append(info if isinstance(info, dict) else {})
         return out
+
+    def coverage(self, ttl_s: float) -> Coverage:
+        """How many live workers consume each queue (two round trips)."""
+        names = self.alive(ttl_s)
+        per_queue: dict[str, int] = {}
+        for info in self.infos(names):
+            for q in set(info.get("queues") or []):
+                if isinstance(q, str):
+                    per_queue[q] = per_queue.get(q, 0) + 1
+        return Coverage(alive=len(names), per_queue=per_queue)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    alive: int  # live workers
+    per_queue: Mapping[str, int]  # queue -> live workers that said they consume it
+
+
+def reason_for(queue: str, coverage: Coverage) -> str | None:
+    """Why a job queued on `queue` cannot start now, or None when a live worker serves it."""
+    if coverage.per_queue.get(queue):
+        return None
+    if not coverage.alive:
+        return f"no live worker: start one for the {queue} queue (tricklab worker)"
+    served = ", ".join(sorted(coverage.per_queue)) or "no queue they reported"
+    return f"no live worker serves the {queue} queue (live workers serve: {served})"
+
+
+# Read time, not write time: a worker that starts or dies changes every queued job's
+# reason at once, so the reason is computed from the heartbeats when a job is read.
+# The heartbeats change in seconds, so one reading serves a process for COVERAGE_CACHE_S.
+COVERAGE_CACHE_S = 2.0
+_cache: dict[tuple[int, str, str], tuple[float, Coverage]] = {}
+_cache_lock = threading.Lock()
+_clients: dict[tuple[int, str], Any] = {}
+
+
+def current_coverage() -> Coverage | None:
+    """This deployment's coverage (settings: redis_url, key_prefix, worker_ttl_s), cached
+    per process for COVERAGE_CACHE_S; None when Redis cannot be read."""
+    from tricklab.server.connection import connect
+    from tricklab.settings import get_settings
+
+    s = get_settings()
+    key = (os.getpid(), s.redis_url, s.key_prefix)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        r = _clients.get(key[:2])
+        if r is None:
+            r = _clients[key[:2]] = connect(s.redis_url)
+        try:
+            cov = Workers(r, Keyspace(s.key_prefix)).coverage(s.worker_ttl_s)
+        except redis.RedisError as e:
+            log.warning("could not read the workers' heartbeats: %s", e)
+            return None
+        _cache[key] = (now + COVERAGE_CACHE_S, cov)
+        return cov
+
+
+def pending_reason(job: Mapping[str, Any]) -> str | None:
+    """Why a queued job is not starting (no live worker serves its queue), else None.
+
+    What the public job record carries as `pending_reason` (like Ray's pending-resource
+    hints): a `training.device: "cuda"` job with no GPU worker says "no live worker
+    serves the gpu queue" instead of staying queued with no word.
+    """
+    if job.get("status") != "queued":
+        return None
+    cov = current_coverage()
+    return None if cov is None else reason_for(job.get("queue") or "cpu", cov)
