@@ -1,7 +1,8 @@
 """Limits on what a request may carry, checked before anything parses it.
 
 - `BodyLimit` (ASGI middleware): body size (413, by Content-Length or counted as it streams)
-  and JSON nesting depth (422): every route's JSON body goes through it.
+  and JSON nesting depth (422): every route's JSON body goes through it. Only a multipart
+  body sent to an upload route (POST /datasets) gets the upload limit.
 - `check_stream_id`: a Redis stream id (`<ms>-<seq>`, both unsigned 64-bit) from a query
   parameter or header, 422 naming it otherwise.
 """
@@ -70,6 +71,19 @@ def _is_json(ctype: str) -> bool:
     )
 
 
+# The only routes that take a file: every other body, multipart or not, gets max_body_bytes
+# (a JSON spec sent as multipart/form-data must not get the 64 MiB upload limit).
+UPLOAD_ROUTES = frozenset({("POST", "/datasets")})
+
+
+def _is_upload_route(scope: Scope) -> bool:
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return (scope.get("method", ""), path.rstrip("/") or "/") in UPLOAD_ROUTES
+
+
 class BodyLimit:
     """413 above the size limit (uploads get their own), 422 for JSON nested too deep."""
 
@@ -84,7 +98,7 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
-        upload = ctype.startswith("multipart/form-data")
+        upload = ctype.startswith("multipart/form-data") and _is_upload_route(scope)
         limit = self.max_upload + MULTIPART_SLACK if upload else self.max_body
         if _is_json(ctype):
             receive = _depth_checked(receive)

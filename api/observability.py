@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tricklab.server.logs import log_context
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-JOB_PATH = re.compile(r"^/jobs/(j[0-9a-f]{20})(?:/|$)")
+JOB_PATH = re.compile(r"^/jobs/(j[0-9a-f]{20}(?:[0-9a-f]{8})?)(?:/|$)")  # new ids: 28 digits
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # One line per request, with route and duration (uvicorn's own access log is turned down

@@ -3,7 +3,7 @@
 numpy only: the API imports this module and must stay torch-free.
 
 An upload is hostile until proven otherwise. For .npz the zip directory is read
-first: only x.npy, y.npy, x_val.npy, y_val.npy may be present, and their
+first: only x.npy, y.npy, x_val.npy, y_val.npy may be present, each once, and their
 declared uncompressed sizes must sum below a limit (a zip bomb is refused before
 anything is inflated; zipfile never inflates a member past its declared size).
 Each member's .npy header is read before its data, so object dtypes (pickles)
@@ -100,12 +100,21 @@ def _read_npz(data: bytes, limit: int) -> dict[str, np.ndarray]:
     with zf:
         infos = zf.infolist()
         allowed = {f"{m}.npy" for m in MEMBERS}
+        seen: set[str] = set()
         for info in infos:
             if info.filename not in allowed:
                 raise UploadError(
                     f"unexpected member '{info.filename}' in the .npz; only x, y, x_val, y_val are allowed",
                     info.filename,
                 )
+            key = info.filename[: -len(".npy")]
+            if key in seen:  # a zip may repeat a name; reading "the last one" would be a guess
+                raise UploadError(
+                    f"the .npz holds '{info.filename}' more than once; each of x, y, x_val, "
+                    "y_val may appear at most once",
+                    key,
+                )
+            seen.add(key)
         total = sum(info.file_size for info in infos)
         if total > limit:
             raise UploadError(

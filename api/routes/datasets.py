@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -14,6 +15,7 @@ from api.errors import ApiError, invalid, not_found
 from api.routes.jobs import ERRORS
 from api.schemas import DatasetPublic, DatasetsPublic, ErrorPublic
 from api.uploads import DatasetRepo, StorageFull
+from tricklab.contract import JobStatus
 from tricklab.server.records import new_id
 from tricklab.server.store import Store
 from tricklab.settings import Settings
@@ -112,12 +114,18 @@ async def create_dataset(
     "/{dataset_id}",
     status_code=204,
     response_class=Response,
-    responses={**ERRORS, 409: {"model": ErrorPublic, "description": "Built-ins cannot be deleted"}},
+    responses={
+        **ERRORS,
+        409: {
+            "model": ErrorPublic,
+            "description": "A built-in, or a queued or running job uses it (details: job_ids)",
+        },
+    },
 )
 def delete_dataset(
     dataset_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
 ) -> Response:
-    """Delete an uploaded dataset (its file and metadata)."""
+    """Delete an uploaded dataset (its file and metadata), unless a queued or running job uses it."""
     if dataset_id in BUILTINS:
         raise ApiError(
             409,
@@ -128,5 +136,35 @@ def delete_dataset(
     repo = repo_of(store, settings)
     if repo.get(dataset_id, tenant) is None:
         raise not_found("dataset", dataset_id)
+    if users := active_users(store, tenant, dataset_id):
+        shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+        raise ApiError(
+            409,
+            "dataset_in_use",
+            f"dataset '{dataset_id}' is used by {len(users)} queued or running job(s): {shown}; "
+            "cancel them (POST /jobs/{id}/cancel) or wait for them to finish, then delete it",
+            {"dataset": dataset_id, "job_ids": users},
+        )
     repo.delete(dataset_id, tenant)
     return Response(status_code=204)
+
+
+def active_users(store: Store, tenant: str, dataset_id: str) -> list[str]:
+    """Ids of the tenant's queued and running jobs that train on the dataset (at most the
+    tenant's max_active_jobs records are read)."""
+    ids = [*store.jobs_in(JobStatus.QUEUED, tenant), *store.jobs_in(JobStatus.RUNNING, tenant)]
+    if not ids:
+        return []
+    with store.r.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(store.keys.job(job_id), "spec")
+        specs = pipe.execute()
+    users = []
+    for job_id, raw in zip(ids, specs, strict=True):
+        try:
+            data = (json.loads(raw) or {}).get("data") or {} if raw else {}
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(data, dict) and data.get("dataset") == dataset_id:
+            users.append(job_id)
+    return sorted(users)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Limits, PrincipalDep
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
@@ -15,7 +19,7 @@ from api.schemas import ErrorPublic
 from api.submit import api_enqueue, prepare_job
 from tricklab import sweep_report
 from tricklab.contract import TERMINAL
-from tricklab.server import sweep_scheduler
+from tricklab.server import retention, sweep_scheduler
 from tricklab.server.records import new_id
 from tricklab.server.store import Store
 from tricklab.server.sweeps import SweepNotFound, SweepStore, counts, sweep_status
@@ -30,7 +34,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorPublic, "description": "Invalid sweep; details name the variant and field"},
     503: {"model": ErrorPublic, "description": "Redis unreachable"},
 }
-SWEEP_ID = r"^s[0-9a-f]{20}$"
+SWEEP_ID = r"^s[0-9a-f]{20}(?:[0-9a-f]{8})?$"  # 28 hex digits; ids made before had 20
 Metric = Literal["final_val_acc", "best_val_acc", "final_val_loss", "final_val_ece"]
 
 EXAMPLE = {
@@ -85,8 +89,9 @@ def _children(
                 )
             except SpecError as e:
                 raise _variant_error(v, seed, list(e.loc), e.msg) from None
-            except ApiError as e:  # over max_train_samples
-                raise _variant_error(v, seed, ["training", "epochs"], e.message) from None
+            except ApiError as e:  # over max_train_samples, max_total_steps or max_parameters
+                loc = e.details[0]["loc"] if e.details else ["training", "epochs"]
+                raise _variant_error(v, seed, list(loc), e.message) from None
             children.append(
                 {
                     "variant": v.index,
@@ -267,3 +272,42 @@ def cancel_sweep(sweep_id: str, store: StoreDep, tenant: TenantDep) -> dict[str,
         "cancelled": True,
         "jobs": [{"job_id": j, "outcome": o} for j, o in outcomes],
     }
+
+
+@router.delete(
+    "/{sweep_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **ERRORS,
+        202: {"description": "Children still running after the wait: deleted once they stop"},
+    },
+)
+async def delete_sweep(
+    sweep_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    """Delete a sweep and all its jobs (records, curves, events, logs, checkpoints, models).
+
+    The sweep is cancelled first: pending children never start, queued ones are cancelled,
+    running ones stop at their next log point. 204 once every child is gone (within
+    `TRICKLAB_DELETE_WAIT_S`); otherwise 202 and the API's retention round deletes the
+    rest once they have stopped. A second DELETE is a 404 (after a 204).
+    """
+    ss = SweepStore(store)
+    sweep = await run_in_threadpool(load_sweep, ss, sweep_id, tenant)
+    await run_in_threadpool(ss.cancel, sweep_id)
+    deadline = time.monotonic() + settings.delete_wait_s
+    while True:
+        remaining = await run_in_threadpool(retention.delete_sweep_jobs, store, settings, sweep)
+        if not remaining:
+            if await run_in_threadpool(ss.delete_record, sweep_id, tenant) != "deleted":
+                raise not_found("sweep", sweep_id)  # a concurrent DELETE got there first
+            return Response(status_code=204)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    for job_id in remaining:  # the retention round deletes them once they have stopped
+        await run_in_threadpool(retention.request_delete, store, job_id)
+    await run_in_threadpool(store.r.hset, ss.key(sweep_id), "delete_requested", "1")
+    body = {"id": sweep_id, "status": "deleting", "jobs": remaining}
+    return JSONResponse(body, status_code=202)

@@ -73,7 +73,9 @@ def test_npz_upload_is_stored_listed_and_trainable(api, client):
         },
     )
     assert job.status_code == 201, job.text
-    assert job.json()["plan"] == {
+    plan = job.json()["plan"]
+    assert plan.pop("schedule")["warmup_steps"] == 0  # the realised lengths: no warm-up
+    assert plan == {
         "steps_per_epoch": 2,
         "total_steps": 4,
         "epochs": 2,
@@ -84,6 +86,10 @@ def test_npz_upload_is_stored_listed_and_trainable(api, client):
     bad = client.post("/jobs", json={"data": {"dataset": ds["id"]}, "model": {"arch": "cnn"}})
     assert ["model", "arch"] in locs(assert_error(bad, 422))
 
+    # the queued job (this API has no worker) still uses it: 409 naming it, until cancelled
+    busy = assert_error(client.delete(f"/datasets/{ds['id']}"), 409)
+    assert job.json()["id"] in busy["message"]
+    assert client.post(f"/jobs/{job.json()['id']}/cancel").status_code in (200, 202)
     assert client.delete(f"/datasets/{ds['id']}").status_code == 204
     assert ds["id"] not in listed_ids(client) and f"{ds['id']}.npz" not in stored(api)
     assert_error(client.get(f"/datasets/{ds['id']}"), 404)

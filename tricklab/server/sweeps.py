@@ -35,6 +35,7 @@ class SweepStore:
         self.p = store.p
         self.keys = store.keys
         self._release = scripts.register(self.r, "delete_if_equal")
+        self._delete = scripts.register(self.r, "sweep_delete")
 
     # ------------------------------------------------------------------ keys
     def key(self, sweep_id: str) -> str:
@@ -166,6 +167,24 @@ class SweepStore:
         finally:
             if token is not None:
                 self.unlock(sweep_id, token)
+
+    # ---------------------------------------------------------------- delete
+    def delete_record(self, sweep_id: str, tenant: str | None = None) -> str:
+        """Drop the sweep's own keys (lua/sweep_delete.lua), once its children are deleted
+        (tricklab.server.retention.delete_sweep_jobs): 'deleted' or 'missing'."""
+        k = self.keys
+        owner = tenant if tenant is not None else self.r.hget(self.key(sweep_id), "tenant")
+        if not owner:
+            return "missing"
+        keys = [
+            self.key(sweep_id),
+            k.sweep_payload(sweep_id),
+            k.sweep_lock(sweep_id),
+            k.sweep_dirty(sweep_id),
+            k.sweeps_open,
+            self.index_key(owner),
+        ]
+        return str(self._delete(keys=keys, args=[sweep_id, tenant or ""]))
 
 
 # ------------------------------------------------------------------ status
