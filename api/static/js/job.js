@@ -1,5 +1,6 @@
 // One job: status, progress and ETA, live curves (incremental ?since= polling,
-// nudged by the job's SSE stream), planned vs actual lr, spec, cancel, download.
+// nudged by the job's SSE stream), planned vs actual lr, spec, cancel, download,
+// tags and notes (PATCH /jobs/{id}).
 
 import { api, cancelJob, download, streamEvents } from "./api.js";
 import { Chart } from "./charts.js";
@@ -30,8 +31,10 @@ export function mountJob(root, { id }) {
     lr: h("div", { id: "chart-lr" }),
   };
   const specPre = h("pre", { class: "spec", id: "job-spec" });
+  const notes = annotations();
   root.append(
     head, note, errorBox, stats,
+    notes.panel,
     h("div", { class: "charts" }, ...Object.values(boxes).map((b) => h("div", { class: "panel" }, b))),
     h("div", { class: "panel" }, h("h3", {}, "Spec"), specPre),
   );
@@ -42,6 +45,62 @@ export function mountJob(root, { id }) {
     lr: new Chart(boxes.lr, { title: "Learning rate", series: [{ label: "planned", color: "#9ca3af", dash: [6, 4], width: 2 }, { label: "actual", color: "#2563eb" }] }),
   };
 
+  /** Tags (chips with ×, a box to add one) and notes, saved with PATCH /jobs/{id}. */
+  function annotations() {
+    const chips = h("span", { class: "tags", id: "job-tags" });
+    const input = h("input", { id: "tag-input", placeholder: "add a tag, Enter", size: 18, "aria-label": "Add a tag" });
+    const text = h("textarea", { id: "job-notes", placeholder: "Notes", "aria-label": "Notes" });
+    const saveBtn = h("button", { type: "button", id: "save-notes", disabled: true }, "Save notes");
+    const err = h("div", { class: "formerror", id: "tags-error" });
+    let shown = null; // the tags the chips show, as JSON
+    let notesDirty = false;
+    async function patch(body) {
+      err.textContent = "";
+      try {
+        job = await api(base, { method: "PATCH", body, signal: abort.signal });
+        shown = null;
+        render();
+        return true;
+      } catch (e) {
+        if (e.name !== "AbortError") err.textContent = errorText(e);
+        return false;
+      }
+    }
+    input.addEventListener("keydown", async (ev) => {
+      if (ev.key !== "Enter") return;
+      ev.preventDefault();
+      const t = input.value.trim();
+      if (!t || !job) return;
+      const tags = job.tags || [];
+      if (await patch({ tags: tags.includes(t) ? tags : [...tags, t] })) input.value = "";
+    });
+    text.addEventListener("input", () => { notesDirty = true; saveBtn.disabled = false; });
+    saveBtn.addEventListener("click", async () => {
+      if (await patch({ notes: text.value })) {
+        notesDirty = false;
+        saveBtn.disabled = true;
+        toast("Notes saved");
+      }
+    });
+    function render() {
+      const tags = job.tags || [];
+      if (JSON.stringify(tags) !== shown) {
+        shown = JSON.stringify(tags);
+        chips.replaceChildren(...tags.map((t) => h("span", { class: "tag", dataset: { tag: t } }, t,
+          h("button", { type: "button", title: `remove ${t}`, "aria-label": `remove tag ${t}`,
+            onclick: () => patch({ tags: (job.tags || []).filter((x) => x !== t) }) }, "×"))));
+      }
+      // polls do not overwrite what is being typed
+      if (!notesDirty && document.activeElement !== text) text.value = job.notes || "";
+    }
+    const panel = h("div", { class: "panel", id: "job-annotations" },
+      h("div", { class: "row" }, h("h3", { style: "margin:0" }, "Tags"), chips, input),
+      h("div", { style: "margin-top:8px" }, text),
+      h("div", { class: "row end" }, saveBtn),
+      err);
+    return { panel, render };
+  }
+
   function renderHead() {
     const actions = [];
     if (!TERMINAL.has(job.status)) actions.push(h("button", { type: "button", class: "danger", id: "cancel-job", onclick: cancel }, "Cancel"));
@@ -51,7 +110,9 @@ export function mountJob(root, { id }) {
       h("div", {},
         h("div", { class: "row" }, h("h1", { id: "job-name" }, job.name || job.id), badge(job.status)),
         h("div", { class: "muted small mono" }, job.id, " · created ", age(job.created_at),
-          job.sweep_id ? [" · part of sweep ", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}`, id: "job-sweep" }, job.sweep_id)] : "")),
+          job.sweep_id ? [" · part of sweep ", h("a", { href: `#/sweeps/${encodeURIComponent(job.sweep_id)}`, id: "job-sweep" }, job.sweep_id)] : ""),
+        // why a queued job is not starting (no live worker serves its queue)
+        job.pending_reason ? h("div", { class: "small pending-reason", id: "pending-reason" }, `Waiting: ${job.pending_reason}`) : ""),
       h("div", { class: "row" }, ...actions),
     );
   }
@@ -92,6 +153,7 @@ export function mountJob(root, { id }) {
   function render() {
     renderHead();
     renderStats();
+    notes.render();
     const text = JSON.stringify(job.spec ?? {}, null, 2);
     if (specPre.textContent !== text) specPre.textContent = text;
   }
