@@ -5,12 +5,22 @@ Train a throwaway copy of the model for `steps` updates while the lr grows
 exponentially from min_lr to max_lr, lr_i = min_lr·(max_lr/min_lr)^(i/(steps−1)).
 The loss is smoothed with an exponential moving average with bias correction,
 s_i = EMA_i / (1 − β^(i+1)), and the test stops once s_i > diverge_factor × the
-best s so far, or the loss is not finite.
+best s so far, or the loss is not finite (stop_reason "diverged"). β scales with
+the length of the test, β = 1 − 1/τ with τ = steps/16 (at least 2 steps), unless
+`lr_range.smoothing` sets it: fastai's fixed 0.98 averages over ~50 steps, half of
+a 100-step test, and that lag drags any rule read off it towards divergence
+(0.433 on examples/lr_range_test.json, where training at it reached 64.6% and 0.1
+reached 97.8%).
 
-Suggested lr (the rule is returned with it): the lr where the smoothed loss
-falls fastest, i.e. the most negative d s / d log10(lr), looking only at points
-before the smoothed loss's minimum (fastai's "steep" suggestion). When fewer
-than 3 such points exist, it falls back to (lr at the minimum) / 10.
+Suggested lr (the rule is returned with it): the steepest descent of the loss
+against log10(lr) on a zero-lag (centred) moving average of the raw losses, over a
+window of steps/8 points (odd, at least 5): the lr where the loss falls fastest,
+i.e. the most negative d s / d log10(lr). Only points before the centred curve's
+minimum and whose whole window lies inside the curve count, and the diverging tail
+(raw losses above diverge_factor × the best EMA so far) is cut off first, so the
+explosion neither leaks into the window nor bends the edge. When fewer than 2 such
+points exist, it falls back to (lr at the minimum) / 10. A test in
+tests/tricks/test_lr_suggestion.py trains at the suggestion and around it.
 
 Each update is the training loop's own (`tricks.step.Stepper`: the same
 augmentation, mixing, label-smoothing targets, penalties, clipping and fp16 grad
@@ -38,19 +48,65 @@ from tricks.result import TrainResult, check_stop
 from tricks.spec import JobSpec, LRRangeSpec, steps_per_epoch
 from tricks.step import Stepper
 
-RULE_STEEP = "steepest descent of the smoothed loss vs log10(lr), before its minimum"
-RULE_MIN = "lr at the minimum of the smoothed loss / 10"
+RULE_STEEP = (
+    "steepest descent of the loss vs log10(lr), centred moving average over {w} steps, "
+    "before its minimum"
+)
+RULE_MIN = "lr at the minimum of the loss (centred moving average over {w} steps) / 10"
 
 
-def suggest_lr(lrs: list[float], smoothed: list[float], min_lr: float) -> tuple[float, str]:
-    """(suggested lr, rule) from an lr range test curve."""
+def ema_beta(rs: LRRangeSpec) -> float:
+    """β of the live EMA: lr_range.smoothing, or 1 − 1/τ with τ = steps/16 (at least 2)."""
+    if rs.smoothing is not None:
+        return rs.smoothing
+    return 1.0 - 1.0 / max(2.0, rs.steps / 16)
+
+
+def suggestion_window(steps: int) -> int:
+    """Points in the centred moving average: steps/8, odd, at least 5."""
+    return max(5, int(round(steps / 8)) | 1)
+
+
+def centred_mean(x: np.ndarray, w: int) -> np.ndarray:
+    """Moving average over a centred window of w points (fewer at the ends): no lag."""
+    n, h = x.size, w // 2
+    c = np.concatenate([[0.0], np.cumsum(x)])
+    i = np.arange(n)
+    lo, hi = np.maximum(0, i - h), np.minimum(n, i + h + 1)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def cut_divergence(losses: np.ndarray, ema: np.ndarray, diverge_factor: float) -> int:
+    """How many leading points to keep: up to the first raw loss above
+    diverge_factor × the best EMA so far (the explosion), or the first non-finite one."""
+    bad = ~np.isfinite(losses) | (losses > diverge_factor * np.minimum.accumulate(ema))
+    hits = np.flatnonzero(bad)
+    return int(hits[0]) if hits.size else int(losses.size)
+
+
+def suggest_lr(
+    lrs: list[float],
+    losses: list[float],
+    smoothed: list[float],
+    *,
+    steps: int,
+    min_lr: float,
+    diverge_factor: float = 4.0,
+) -> tuple[float, str]:
+    """(suggested lr, rule) from an lr range test curve: `losses` raw, `smoothed` the
+    live EMA, `steps` the planned length of the test (it sets the window)."""
     lr = np.asarray(lrs, dtype=np.float64)
-    s = np.asarray(smoothed, dtype=np.float64)
-    i_min = int(np.argmin(s))
-    if i_min >= 2:
-        grad = np.gradient(s[: i_min + 1], np.log10(lr[: i_min + 1]))
-        return float(lr[int(np.argmin(grad))]), RULE_STEEP
-    return max(float(lr[i_min]) / 10.0, min_lr), RULE_MIN
+    raw = np.asarray(losses, dtype=np.float64)
+    k = max(1, cut_divergence(raw, np.asarray(smoothed, dtype=np.float64), diverge_factor))
+    lr, raw = lr[:k], raw[:k]
+    w = suggestion_window(steps)
+    s = centred_mean(raw, w)
+    i_min, h = int(np.argmin(s)), w // 2
+    lo, hi = h, min(i_min, k - 1 - h)  # candidates: before the minimum, whole window inside
+    if hi - lo >= 1:
+        grad = np.gradient(s, np.log10(lr))
+        return float(lr[lo + int(np.argmin(grad[lo : hi + 1]))]), RULE_STEEP.format(w=w)
+    return max(float(lr[i_min]) / 10.0, min_lr), RULE_MIN.format(w=w)
 
 
 def lr_range_test(
@@ -96,7 +152,8 @@ def lr_range_test(
     history: dict[str, dict[str, list]] = {
         k: {"step": [], "value": []} for k in ("lr", "train_loss", "smoothed_loss")
     }
-    avg, best, diverged_at = 0.0, math.inf, None
+    beta = ema_beta(rs)
+    avg, best, diverged_at, done, logged = 0.0, math.inf, None, 0, 0
     t0 = time.perf_counter()
     for i in range(rs.steps):
         lr = rs.min_lr * ratio ** (i / (rs.steps - 1))
@@ -105,11 +162,12 @@ def lr_range_test(
             stepper.start_epoch(None, None)  # a fresh permutation (and mixing plan)
         stepper.step(lr, i, b)
         value, _, _ = stepper.read()  # note: a host sync every step; the stop rule needs each loss
+        done = i + 1
         if not math.isfinite(value):
             diverged_at = lr
             break
-        avg = rs.smoothing * avg + (1 - rs.smoothing) * value
-        s = avg / (1 - rs.smoothing ** (i + 1))
+        avg = beta * avg + (1 - beta) * value
+        s = avg / (1 - beta ** (i + 1))
         lrs.append(lr)
         losses.append(value)
         smoothed.append(s)
@@ -120,6 +178,7 @@ def lr_range_test(
             secs = time.perf_counter() - t0
             at = progress(i + 1, rs.steps, i // spe, epochs, i + 1, secs, bs)
             cb.on_log(i, {"train_loss": value, "lr": lr, "smoothed_loss": s}, at)
+            logged = done
             # no time budget: the test is `lr_range.steps` long and has no checkpoint to resume
             stop = check_stop(cb, None, 0.0, t0)
             if stop is not None:
@@ -129,10 +188,24 @@ def lr_range_test(
             diverged_at = lr
             break
 
+    if done > logged:  # the last steps (a stop between log points): progress says where it ended
+        secs = time.perf_counter() - t0
+        at = progress(done, rs.steps, (done - 1) // spe, epochs, done, secs, bs)
+        last = {"lr": lr, "train_loss": value}
+        if smoothed and math.isfinite(value):
+            last["smoothed_loss"] = smoothed[-1]
+        cb.on_log(done - 1, last, at)
     if not lrs:  # the very first step blew up
         suggested, rule = rs.min_lr, "the first step diverged: min_lr"
     else:
-        suggested, rule = suggest_lr(lrs, smoothed, rs.min_lr)
+        suggested, rule = suggest_lr(
+            lrs,
+            losses,
+            smoothed,
+            steps=rs.steps,
+            min_lr=rs.min_lr,
+            diverge_factor=rs.diverge_factor,
+        )
     out: dict[str, Any] = {
         "lrs": lrs,
         "losses": losses,
@@ -145,7 +218,8 @@ def lr_range_test(
     return TrainResult(
         status="succeeded",
         metrics={"suggested_lr": suggested},
-        steps=len(lrs) + (diverged_at is not None),
+        steps=done,
         history=history,
+        stop_reason="diverged" if diverged_at is not None else None,
         lr_range=out,
     )

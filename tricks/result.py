@@ -27,7 +27,9 @@ class TrainResult:
     epochs_run: int = 0  # epochs completed
     history: dict[str, dict[str, list]] = field(default_factory=dict)
     model_state: dict[str, torch.Tensor] | None = None  # on the CPU
-    stop_reason: str | None = None  # "early_stopping" when it ended training early
+    # why it ended before its planned steps: "early_stopping" (training), "diverged" (the
+    # LR range test's stop rule); None when it ran them all or a request stopped it
+    stop_reason: str | None = None
     checkpoint: str | None = None  # the last checkpoint written, if any
     lr_range: dict[str, Any] | None = None  # task lr_range_test: tricks.lr_find's result
 

@@ -1,6 +1,6 @@
 """One optimizer update, the same for the training loop and the LR range test.
 
-    set lr → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
+    set lr (and onecycle's momentum) → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
 
 The data lives on the device and an epoch's batches are slices of a seeded
 `torch.randperm` (the last partial batch is dropped). Batches are gathered,
@@ -36,6 +36,7 @@ from tricks.augment import augment_batch
 from tricks.data import Dataset
 from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
 from tricks.regularization import penalty
+from tricks.schedules import momentum_at
 from tricks.spec import JobSpec, steps_per_epoch
 
 LOGIT_BUFFER = 1 << 22  # keep a log interval's logits when they are at most 4M numbers
@@ -70,6 +71,12 @@ class Stepper:
         self.weights = [p for p in self.params if p.ndim >= 2]  # what l1/l2 penalize
         self.smooth = smooth_targets(torch.arange(self.K, device=self.dev), self.K, self.eps)
         self.read_every = read_every
+        # onecycle's cycle_momentum (training only: a range test sweeps the lr alone)
+        self.cycle = spec.task == "train" and (
+            momentum_at(0, schedule=spec.schedule, steps_per_epoch=self.spe, epochs=tr.epochs)
+            is not None
+        )
+        self.schedule, self.epochs = spec.schedule, tr.epochs
         self.chunk_batches = max(1, CHUNK_ELEMS // (self.bs * math.prod(self.X.shape[1:])))
         # until a read: the loss sum, and each step's logits kept by reference (no tensor op
         # per step; argmax waits for the read) or, when they would take much memory, its
@@ -125,6 +132,8 @@ class Stepper:
         """Update number `step` (0-based), on batch `batch` of the epoch; no host sync."""
         for g in self.groups:
             g["lr"] = lr
+        if self.cycle:
+            self._set_momentum(step)
         if self.r == self.n_chunk:
             self._next_chunk(step, batch)
         bs, r, model, scaler = self.bs, self.r, self.model, self.scaler
@@ -160,6 +169,15 @@ class Stepper:
         self.loss_sum += loss.detach()
         self.kept.append(logits.detach() if self.keep_logits else logits.detach().argmax(dim=1))
         self.r += 1
+
+    def _set_momentum(self, step: int) -> None:
+        """momentum (sgd) or betas[0] (adam, adamw) of update `step`, as torch OneCycleLR."""
+        m = momentum_at(step, schedule=self.schedule, steps_per_epoch=self.spe, epochs=self.epochs)
+        for g in self.groups:
+            if "betas" in g:
+                g["betas"] = (m, g["betas"][1])
+            else:
+                g["momentum"] = m
 
     def read(self) -> tuple[float, int, int]:
         """(loss summed over the steps since the last read, correct predictions, steps)."""

@@ -16,6 +16,14 @@ def test_create_job_answers_201_with_location_and_writes_the_record(api, client)
     assert job["status"] == "queued" and job["name"] == "first" and job["attempts"] == 0
     assert job["error"] is None and job["metrics"] == {}
     # digits: 1797 samples, 20% held out → 1438 train → 22 batches of 64
+    sched = job["plan"].pop("schedule")  # the realised lengths: the default cosine, no warm-up
+    assert {k: v for k, v in sched.items() if v is not None} == {
+        "per": "batch",
+        "steps_per_epoch": 22,
+        "total_steps": 66,
+        "warmup_steps": 0,
+        "decay_steps": 66,
+    }
     assert job["plan"] == {
         "steps_per_epoch": 22,
         "total_steps": 66,

@@ -94,17 +94,21 @@ def check_schedule(
             ("schedule", "warmup", "start_lr"),
             f"schedule.warmup.start_lr ({w.start_lr:g}) is above {lr_name} ({lr0:g}): warm-up must rise",
         )
-    if isinstance(d, MultiStepDecay) and d.milestones[-1] >= epochs:
+    if isinstance(d, MultiStepDecay) and (not d.at(epochs) or d.at(epochs)[-1] >= epochs):
         raise SpecError(
             ("schedule", "decay", "milestones"),
-            f"schedule.decay.milestones has {d.milestones[-1]}, past the last epoch ({epochs - 1}): "
-            f"milestones must be below the number of epochs ({epochs})",
+            f"schedule.decay.milestones has {d.at(epochs)[-1]}, past the last epoch ({epochs - 1}): "
+            f"milestones must be below the number of epochs ({epochs})"
+            if d.at(epochs)
+            else f"a {epochs}-epoch run has no epoch boundary for the default milestones (50%, "
+            f"75%): train at least 2 epochs or use a per-batch decay such as cosine",
         )
-    if isinstance(d, StepDecay) and d.step_epochs >= epochs:
+    if isinstance(d, StepDecay) and d.every(epochs) >= epochs:
         raise SpecError(
             ("schedule", "decay", "step_epochs"),
-            f"schedule.decay.step_epochs ({d.step_epochs}) ≥ the number of epochs ({epochs}): "
-            f"the lr would never decay",
+            f"schedule.decay.step_epochs ({d.every(epochs)}) ≥ the number of epochs ({epochs}): "
+            f"the lr would never decay"
+            + ("" if d.step_epochs is not None else "; train at least 2 epochs or use cosine"),
         )
     min_lr = _decay_min_lr(d)
     if min_lr is not None and min_lr > lr0:

@@ -13,10 +13,14 @@ from tricks.spec.base import MAX_EPOCHS, SpecError, Strict
 
 class WarmupSpec(Strict):
     epochs: float | None = Field(
-        None, gt=0.0, le=MAX_EPOCHS, description="Warm-up length in epochs (give epochs or steps)."
+        None,
+        ge=0.0,
+        le=MAX_EPOCHS,
+        description="Warm-up length in epochs (give epochs or steps); 0: no warm-up, as if "
+        "absent (so a search can range over it from 0).",
     )
     steps: int | None = Field(
-        None, ge=1, le=10_000_000, description="Warm-up length in optimizer steps."
+        None, ge=0, le=10_000_000, description="Warm-up length in optimizer steps; 0: none."
     )
     start_lr: float = Field(
         0.0,
@@ -38,31 +42,46 @@ class ConstantDecay(Strict):
 
 class StepDecay(Strict):
     kind: Literal["step"] = "step"
-    step_epochs: int = Field(
-        30,
+    step_epochs: int | None = Field(
+        None,
         ge=1,
         le=MAX_EPOCHS,
-        description="Multiply the lr by gamma every this many epochs (torch StepLR).",
+        description="Multiply the lr by gamma every this many epochs (torch StepLR); null "
+        "(default) steps every third of training, ceil(epochs / 3): two decays, at 1/3 and 2/3.",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+    def every(self, epochs: int) -> int:
+        """step_epochs, or the default for a run of `epochs`: ceil(epochs / 3)."""
+        return self.step_epochs if self.step_epochs is not None else max(1, -(-epochs // 3))
 
 
 class MultiStepDecay(Strict):
     kind: Literal["multistep"] = "multistep"
-    milestones: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+    milestones: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] | None = Field(
+        None,
         min_length=1,
         max_length=64,
-        description="Epochs at which the lr is multiplied by gamma (torch MultiStepLR), increasing.",
+        description="Epochs at which the lr is multiplied by gamma (torch MultiStepLR), "
+        "increasing; null (default) decays at 50% and 75% of training, "
+        "[floor(epochs/2), floor(3·epochs/4)].",
     )
     gamma: float = Field(0.1, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _increasing(self) -> MultiStepDecay:
-        if any(b <= a for a, b in zip(self.milestones, self.milestones[1:], strict=False)):
+        ms = self.milestones or []
+        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
             raise SpecError(
                 ("milestones",), "milestones must be strictly increasing, e.g. [30, 60, 80]"
             )
         return self
+
+    def at(self, epochs: int) -> list[int]:
+        """milestones, or the default for a run of `epochs`: 50% and 75% (each ≥ 1, < epochs)."""
+        if self.milestones is not None:
+            return list(self.milestones)
+        return sorted({m for m in (epochs // 2, 3 * epochs // 4) if 1 <= m < epochs})
 
 
 class CosineDecay(Strict):
@@ -94,6 +113,28 @@ class OneCycleDecay(Strict):
     final_div_factor: float = Field(
         1e4, ge=1.0, le=1e9, description="Final lr = initial lr / final_div_factor."
     )
+    cycle_momentum: bool = Field(
+        True,
+        description="Cycle momentum inversely to the lr, max_momentum → base_momentum at the "
+        "peak → max_momentum (torch OneCycleLR's default, Smith 2018). It replaces the "
+        "optimizer's momentum (sgd) or betas[0] (adam, adamw) at every step.",
+    )
+    base_momentum: float = Field(
+        0.85, ge=0.0, lt=1.0, description="Momentum (or beta1) at the lr peak."
+    )
+    max_momentum: float = Field(
+        0.95, ge=0.0, lt=1.0, description="Momentum (or beta1) at the start and the end."
+    )
+
+    @model_validator(mode="after")
+    def _momentum_order(self) -> OneCycleDecay:
+        if self.cycle_momentum and self.base_momentum > self.max_momentum:
+            raise SpecError(
+                ("base_momentum",),
+                f"base_momentum ({self.base_momentum:g}) is above max_momentum "
+                f"({self.max_momentum:g}): momentum falls while the lr rises",
+            )
+        return self
 
 
 class CosineRestartsDecay(Strict):
