@@ -5,6 +5,8 @@
 - a sweep child lets its sweep start the next pending child, and every finish lets the
   tenant's other open sweeps use the max_active_jobs slot it freed
   (tricklab.server.sweep_scheduler; the reconciler steps them too, as a fallback);
+- a search trial (or confirm run) wakes its search's driver (api/search_driver.py),
+  which tells Optuna the result and starts the next trial;
 - an lr range test stores its curve as series `range_lr`, `range_loss` and
   `range_smoothed` (x = test step), next to the ones the reporter wrote.
 
@@ -17,6 +19,7 @@ import logging
 from typing import Any
 
 from tricklab.server import reuse, sweep_scheduler
+from tricklab.server.searches import SearchStore
 from tricklab.server.series import SeriesWriter
 from tricklab.server.store import Store
 from tricklab.server.submit import celery_enqueue
@@ -38,6 +41,8 @@ def after_job(store: Store, job_id: str) -> None:
         if sweep_id:
             sweep_scheduler.step(SweepStore(store), sweep_id, enqueue)
         sweep_scheduler.advance_open(store, enqueue, tenant=job["tenant"], skip=sweep_id)
+        if job.get("search_id"):
+            SearchStore(store).wake(job["search_id"])
     except Exception:  # noqa: BLE001 - follow-ups must not fail the job; the reconciler retries
         log.exception("job %s: follow-up after finish failed", job_id)
 
