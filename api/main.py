@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
@@ -21,9 +24,13 @@ from api.routes import (
     logs,
     metrics,
     schedules,
+    search_curves,
+    searches,
     sweep_curves,
     sweeps,
 )
+from api.search_driver import Driver
+from tricklab.server import retention
 from tricklab.server.connection import connect, connect_async
 from tricklab.server.store import Store
 from tricklab.settings import Settings, get_settings
@@ -35,6 +42,10 @@ TAGS = [
     {"name": "datasets", "description": "Built-in datasets and your uploads."},
     {"name": "health", "description": "Liveness and readiness."},
     {"name": "sweeps", "description": "Grids and ablations over seeds, with a results table."},
+    {
+        "name": "searches",
+        "description": "Hyperparameter search with Optuna (TPE, random, grid) and a confirm stage.",
+    },
 ]
 
 # Every router, registered here and nowhere else; the order is the OpenAPI order.
@@ -50,9 +61,26 @@ ROUTERS = (
     forks.router,
     sweeps.router,
     sweep_curves.router,
+    searches.router,
+    search_curves.router,
     metrics.router,
     logs.router,
 )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background work of an API process: the search driver (api/search_driver.py)."""
+    driver = Driver(app.state.store, app.state.settings, app.state.celery)
+    driver.start()
+    # the retention round (tricklab.server.retention): TTL, checkpoints, stale workers
+    stop_retention = retention.start_background(app.state.store, app.state.settings)
+    try:
+        yield
+    finally:
+        driver.stop()
+        if stop_retention is not None:
+            stop_retention.set()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,11 +97,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=auth.RESPONSES,
         docs_url=None,  # served by install_docs from vendored assets, not a CDN
         redoc_url=None,  # ReDoc loads from a CDN too; Swagger UI at /docs is the one
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.redis = connect(settings.redis_url)
     app.state.redis_bytes = connect(settings.redis_url, decode=False)  # tricklab.server.series
-    app.state.aredis = connect_async(settings.redis_url)
+    app.state.aredis = connect_async(  # bounded: a full pool is a 503 of its own (api/errors.py)
+        settings.redis_url,
+        max_connections=settings.redis_pool_size,
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     app.state.store = Store(app.state.redis, settings.key_prefix, settings.events_maxlen)
     app.state.celery = make_celery(settings)
     auth.install(app, settings)

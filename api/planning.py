@@ -10,6 +10,7 @@ from tricklab.server.reuse import spec_hash
 from tricklab.server.store import Store
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.params import count_parameters
+from tricks.schedule_steps import check_realised, realised
 from tricks.spec import (
     DatasetMeta,
     JobSpec,
@@ -51,10 +52,14 @@ def check_job(spec: JobSpec, meta: DatasetMeta) -> None:
             f"samples; both need at least one",
         )
     check_against_dataset(spec, meta)
+    if spec.task == "train":  # a range test has no schedule: the lr sweeps lr_range
+        spe, epochs = steps_per_epoch(meta.n_train, spec.training.batch_size), spec.training.epochs
+        check_realised(spec.schedule, steps_per_epoch=spe, epochs=epochs)
 
 
-def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
-    """Steps, splits and the model's trainable parameters (counted without torch)."""
+def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, Any]:
+    """Steps, splits, the model's trainable parameters (counted without torch) and the
+    schedule's realised lengths in steps (tricks.schedule_steps.realised)."""
     spe = steps_per_epoch(meta.n_train, spec.training.batch_size)
     epochs = spec.training.epochs
     total = spe * epochs
@@ -67,6 +72,9 @@ def make_plan(spec: JobSpec, meta: DatasetMeta) -> dict[str, int]:
         "n_train": meta.n_train,
         "n_val": meta.n_val,
         "parameters": count_parameters(spec.model, meta.input_shape, meta.num_classes),
+        "schedule": None
+        if spec.task == "lr_range_test"
+        else realised(spec.schedule, steps_per_epoch=spe, epochs=epochs),
     }
 
 

@@ -7,17 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tricklab.contract import JobStatus
+from tricks.schedule_steps import check_realised
 from tricks.spec import (
     MAX_EPOCHS,
     ScheduleSpec,
-    SpecError,
     Strict,
     check_schedule,
 )
 
 Status = JobStatus  # the JobStatus enum in the OpenAPI schema (the dashboard reads it)
-
-MAX_PREVIEW_STEPS = 10_000_000
 
 
 # ------------------------------------------------------------------------ errors
@@ -58,6 +56,34 @@ class Best(BaseModel):
     epoch: int | None = None
 
 
+class RealisedSchedule(BaseModel):
+    """A schedule's lengths as the run really has them, in optimizer steps (0-based)."""
+
+    per: Literal["batch", "epoch"]
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int = Field(description="Warm-up length after rounding warmup.epochs.")
+    decay_steps: int = Field(description="total_steps − warmup_steps: the decay's own T.")
+    decay_epochs: list[int] | None = Field(
+        None, description="step / multistep: epochs where the lr is multiplied by gamma."
+    )
+    decay_boundaries: list[int] | None = Field(
+        None, description="step / multistep: the first step of each decayed stretch (64 at most)."
+    )
+    decays: int | None = Field(None, description="step / multistep: how many decays there are.")
+    first_cycle_steps: int | None = Field(
+        None, description="cosine_restarts: the first cycle (t0_epochs after rounding)."
+    )
+    restart_steps: list[int] | None = Field(
+        None, description="cosine_restarts: the first step of each cycle (64 at most)."
+    )
+    cycles: int | None = Field(None, description="cosine_restarts: how many cycles start.")
+    peak_step: int | None = Field(None, description="onecycle: the step at the lr peak.")
+    cooldown_start_step: int | None = Field(
+        None, description="wsd: the first step of the cool-down."
+    )
+
+
 class Plan(BaseModel):
     steps_per_epoch: int
     total_steps: int
@@ -67,6 +93,9 @@ class Plan(BaseModel):
     parameters: int | None = Field(
         None,
         description="Trainable parameters of the model (counted without torch); null on jobs planned before it was reported.",
+    )
+    schedule: RealisedSchedule | None = Field(
+        None, description="The schedule in steps (task train); null on jobs planned before it."
     )
 
 
@@ -95,6 +124,21 @@ class JobPublic(BaseModel):
     lineage: dict[str, Any] | None = Field(
         None, description="Forks: {parent, from_epoch, from_step, children: [{id, from_epoch}]}."
     )
+    search_id: str | None = Field(None, description="The search this job is a trial of, if any.")
+    tags: list[str] = Field(
+        default_factory=list, description="The user's labels (PATCH /jobs/{id}; GET /jobs?tag=)."
+    )
+    notes: str = Field("", description="The user's free-text notes (PATCH /jobs/{id}).")
+    duration_s: float | None = Field(
+        None,
+        description="Seconds from started_at to finished_at (to now while running); null before it starts.",
+    )
+    pending_reason: str | None = Field(
+        None,
+        description="Why a queued job is not starting, from the live workers' heartbeats "
+        '(e.g. "no live worker serves the gpu queue"); null when a live worker serves its '
+        "queue or the job is not queued.",
+    )
 
 
 class JobsPublic(BaseModel):
@@ -102,6 +146,23 @@ class JobsPublic(BaseModel):
     count: int = Field(description="Jobs on this page.")
     next_cursor: str | None = Field(
         description="Pass as cursor= for the next page; null at the end."
+    )
+    truncated: bool = Field(
+        False,
+        description="A sorted or filtered listing saw only the tenant's newest list_scan_max jobs (10,000 by default) and there are more.",
+    )
+
+
+class JobPatch(Strict):
+    """PATCH /jobs/{id}: the fields given replace the stored ones; the others stay."""
+
+    tags: list[str] | None = Field(
+        None,
+        max_length=32,
+        description="Labels like GitHub's: 1-64 characters each, no commas, at most 32; trimmed and de-duplicated.",
+    )
+    notes: str | None = Field(
+        None, max_length=10_000, description="Free text, at most 10,000 characters."
     )
 
 
@@ -166,12 +227,9 @@ class PreviewRequest(Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> PreviewRequest:
         """The same schedule checks JobSpec makes, with lr and epochs given directly."""
-        epochs, lr0, total = self.epochs, self.lr, self.epochs * self.steps_per_epoch
-        if total > MAX_PREVIEW_STEPS:
-            raise SpecError(
-                ("steps_per_epoch",),
-                f"epochs × steps_per_epoch = {total} steps, above the {MAX_PREVIEW_STEPS} preview limit",
-            )
+        # The length is bounded by the caller's max_total_steps (api/quotas.py, 422 at
+        # `epochs`); computing the preview is bounded whatever the length (lr_sampled).
+        epochs, lr0 = self.epochs, self.lr
         check_schedule(
             self.schedule,
             lr0=lr0,
@@ -179,6 +237,7 @@ class PreviewRequest(Strict):
             steps_per_epoch=self.steps_per_epoch,
             lr_name="lr",
         )
+        check_realised(self.schedule, steps_per_epoch=self.steps_per_epoch, epochs=epochs)
         return self
 
 
@@ -186,6 +245,9 @@ class PreviewPublic(BaseModel):
     step: list[int]
     lr: list[float]
     total_steps: int
+    schedule: RealisedSchedule | None = Field(
+        None, description="The realised lengths in steps (warm-up, decay boundaries, restarts)."
+    )
 
 
 # ---------------------------------------------------------------------- datasets

@@ -42,10 +42,12 @@ def prepare_job(
     """Plan a job and check it against the caller's limits; `more` adds record fields.
 
     Raises SpecError (with its loc) when the spec does not fit its dataset, and a 422
-    ApiError when epochs x training samples is above max_train_samples."""
+    ApiError when epochs x training samples is above max_train_samples, the steps above
+    max_total_steps or the model above max_parameters."""
     repo = DatasetRepo(store.r, settings.key_prefix, settings.datasets_dir)
     meta, plan = plan_job(spec, repo, tenant)
     quotas.check_train_samples(plan["epochs"], plan["n_train"], limits)
+    quotas.check_plan(plan, limits, spec.task)  # max_total_steps, max_parameters
     return PreparedJob(
         spec=spec.model_dump(mode="json"),
         queue=choose_queue(spec, store, settings.worker_ttl_s),

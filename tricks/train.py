@@ -7,7 +7,7 @@ of updates. Each update is `tricks.step.Stepper.step`, always in this order
 (nanoGPT / airbench style):
     set lr → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
 with batches gathered, augmented and mixed a chunk at a time (see tricks.step).
-The lr of every step comes from `tricks.schedules`, computed once up front.
+The lr of every step comes from `tricks.schedules` (LrSteps: a chunk of steps at a time).
 Nothing in a step talks to the host. A spec with task lr_range_test goes to
 `tricks.lr_find.lr_range_test` instead, which makes the same updates.
 
@@ -54,7 +54,7 @@ from tricks.models import build_model
 from tricks.regularization import build_optimizer
 from tricks.result import TrainResult, check_stop, diverged, out_of_memory
 from tricks.run_state import resume_run, save_run
-from tricks.schedules import lr_curve
+from tricks.schedules import LrSteps
 from tricks.spec import JobSpec, steps_per_epoch
 from tricks.step import Stepper
 
@@ -87,9 +87,9 @@ def train(
     spe = steps_per_epoch(n_train, tr.batch_size)
     bs = min(tr.batch_size, n_train)  # only when one partial batch is all there is
     epochs, total_steps, log_every = tr.epochs, spe * tr.epochs, tr.log_every
-    lrs = lr_curve(
-        lr0=spec.optimizer.lr, schedule=spec.schedule, steps_per_epoch=spe, epochs=epochs
-    ).tolist()  # python floats: setting the lr costs no tensor op
+    # python floats, a bounded chunk at a time (a run may be tens of millions of steps):
+    # setting the lr costs no tensor op
+    lrs = LrSteps(lr0=spec.optimizer.lr, schedule=spec.schedule, steps_per_epoch=spe, epochs=epochs)
 
     # ---- model, optimizer and every source of randomness; the run's state from a checkpoint
     torch.manual_seed(tr.seed)  # model init; dropout then draws from the global RNG
@@ -182,6 +182,8 @@ def train(
                 return result("failed", diverged(t, lrs[t]))
             finished_epoch = st.epoch
             st.next_epoch(es)  # sets stop_reason once early stopping's patience runs out
+            if st.stop_reason is None and st.epoch == tr.stop_after_epochs:
+                st.stop_reason = "stop_after_epochs"  # a search's rung; a fork goes on
             last = st.epoch == epochs or st.stop_reason is not None
             if checkpoint_dir is not None and (
                 (finished_epoch + 1) % tr.checkpoint_every == 0 or last

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import PrincipalDep
 from api.deps import AsyncRedisDep, CeleryDep, SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, invalid, not_found
 from api.examples import JOB_EXAMPLES
 from api.idempotency import Idempotency
+from api.listing import check_q, check_tag, parse_sort
 from api.reuse import ReuseDep, reused_job
-from api.schemas import CancelPublic, ErrorPublic, JobPublic, JobsPublic, Status
+from api.schemas import CancelPublic, ErrorPublic, JobPatch, JobPublic, JobsPublic, Status
 from api.submit import prepare_job, submit_job
 from tricklab.contract import TERMINAL
+from tricklab.server import retention
+from tricklab.server.annotations import set_annotations
+from tricklab.server.listing import decode_cursor, duration_s, list_sorted
 from tricklab.server.outcomes import JobNotFound
 from tricklab.server.store import Store
+from tricklab.server.workers import pending_reason
+from tricklab.settings import Settings
 from tricks.spec import JobSpec, SpecError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -28,7 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorPublic, "description": "Redis unreachable"},
 }
 
-JOB_ID = r"^j[0-9a-f]{20}$"
+JOB_ID = r"^j[0-9a-f]{20}(?:[0-9a-f]{8})?$"  # 28 hex digits; ids made before had 20
 
 
 def job_public(rec: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +76,23 @@ def job_public(rec: dict[str, Any]) -> dict[str, Any]:
         "sweep_id": rec.get("sweep_id") or None,
         "variant": rec.get("variant") or None,
         "lineage": rec.get("lineage"),
+        "search_id": rec.get("search_id") or None,
+        "tags": rec.get("tags") or [],
+        "notes": rec.get("notes") or "",
+        "duration_s": _duration_of(rec),
+        # from the live workers' heartbeats (cached a few seconds per process)
+        "pending_reason": pending_reason(rec),
     }
+
+
+def _duration_of(rec: dict[str, Any]) -> float | None:
+    """finished_at (or now) - started_at, in seconds; the record holds ISO times."""
+    started, finished = rec.get("started_at"), rec.get("finished_at")
+    if not started:
+        return None
+    t0 = datetime.fromisoformat(started).timestamp()
+    t1 = datetime.fromisoformat(finished).timestamp() if finished else None
+    return duration_s(t0, t1)
 
 
 def load_job(store: Store, job_id: str, tenant: str) -> dict[str, Any]:
@@ -140,16 +167,66 @@ def create_job(
 def read_jobs(
     store: StoreDep,
     tenant: TenantDep,
+    settings: SettingsDep,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
-        str | None, Query(pattern=JOB_ID, description="next_cursor of the previous page")
+        str | None,
+        Query(max_length=2000, description="next_cursor of the previous page, unchanged"),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="A field path, '-' first for descending: created_at, best.val_acc, "
+            "metrics.val_loss, duration_s, progress.samples_per_second, spec.optimizer.lr, ... "
+            "Missing values sort last; ties newest first."
+        ),
+    ] = None,
+    tag: Annotated[str | None, Query(description="Only jobs with this tag.")] = None,
+    q: Annotated[
+        str | None, Query(description="Only jobs whose name (or id) contains this, any case.")
+    ] = None,
+    sweep_id: Annotated[
+        str | None, Query(max_length=64, description="Only the children of this sweep.")
+    ] = None,
+    search_id: Annotated[
+        str | None, Query(max_length=64, description="Only the trials of this search.")
     ] = None,
 ) -> dict[str, Any]:
-    """List jobs, newest first, optionally of one status."""
-    jobs, next_cursor = store.list_jobs(tenant=tenant, status=status, limit=limit, cursor=cursor)
+    """List jobs, newest first or by any field path, filtered by status, tag, name or sweep."""
+    order = parse_sort(sort)
+    tag = check_tag(tag, ["query", "tag"]) if tag is not None else None
+    q = check_q(q)
+    if cursor is not None and order is None and not re.match(JOB_ID, cursor):
+        why = "not a cursor this API returned: pass next_cursor unchanged"
+        if cursor.startswith("c"):
+            why = "this cursor belongs to a sorted listing: pass the same sort= with it"
+        raise invalid(["query", "cursor"], why)
+    truncated = False
+    if order is None and tag is None and q is None and not sweep_id and not search_id:
+        jobs, next_cursor = store.list_jobs(
+            tenant=tenant, status=status, limit=limit, cursor=cursor
+        )
+    else:
+        try:
+            after = decode_cursor(order, cursor) if cursor is not None else None
+        except ValueError as e:
+            raise invalid(["query", "cursor"], str(e)) from None
+        jobs, next_cursor, truncated = list_sorted(
+            store,
+            tenant=tenant,
+            status=status,
+            sort=order,
+            tag=tag,
+            q=q,
+            sweep_id=sweep_id or None,
+            search_id=search_id or None,
+            limit=limit,
+            cursor=after,
+            scan_max=settings.list_scan_max,
+        )
     data = [job_public(j) for j in jobs]
-    return {"data": data, "count": len(data), "next_cursor": next_cursor}
+    return {"data": data, "count": len(data), "next_cursor": next_cursor, "truncated": truncated}
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
@@ -162,6 +239,19 @@ async def read_job(
         return job_public(await store.aget_job(aredis, job_id, tenant))
     except JobNotFound:
         raise not_found("job", job_id) from None
+
+
+@router.patch("/{job_id}", response_model=JobPublic, responses=ERRORS)
+def update_job(job_id: str, body: JobPatch, store: StoreDep, tenant: TenantDep) -> dict[str, Any]:
+    """Set a job's tags and/or notes (the fields given replace the stored ones)."""
+    tags = None
+    if body.tags is not None:
+        tags = list(dict.fromkeys(check_tag(t, ["tags", i]) for i, t in enumerate(body.tags)))
+    try:
+        set_annotations(store.r, store.keys, job_id, tenant, tags=tags, notes=body.notes)
+    except JobNotFound:
+        raise not_found("job", job_id) from None
+    return job_public(load_job(store, job_id, tenant))
 
 
 @router.post(
@@ -240,3 +330,74 @@ def read_job_model(
     return FileResponse(
         path, media_type="application/octet-stream", filename=f"{job_id}.safetensors"
     )
+
+
+# ------------------------------------------------------------------------ delete
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **ERRORS,
+        202: {
+            "model": CancelPublic,
+            "description": "Still running after the wait: cancelled, and deleted once it stops",
+        },
+        409: {"model": ErrorPublic, "description": "A sweep's child: delete the sweep instead"},
+    },
+)
+async def delete_job(
+    job_id: str, store: StoreDep, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    """Delete a job and everything it stored: record, curves, events, logs, checkpoints, model.
+
+    A queued job is cancelled and deleted at once. A running one is cancelled first and
+    deleted when its worker has stopped it: 204 when that happens within
+    `TRICKLAB_DELETE_WAIT_S`, otherwise 202 and the API's retention round deletes it once
+    it has stopped. A second DELETE of the same job is a 404.
+    """
+    rec = await run_in_threadpool(load_job, store, job_id, tenant)
+    parents = (("sweep", "sweeps", store.keys.sweep), ("search", "searches", store.keys.search))
+    for kind, route, key in parents:
+        owner = rec.get(f"{kind}_id")
+        if owner and await run_in_threadpool(store.r.exists, key(owner)):
+            raise ApiError(
+                409,
+                f"part_of_{kind}",
+                f"job '{job_id}' belongs to {kind} '{owner}', whose results would lose it; "
+                f"delete the {kind} instead (DELETE /{route}/{owner}), which deletes its jobs",
+                {f"{kind}_id": owner},
+            )
+    outcome = await delete_when_stopped(store, settings, job_id, tenant)
+    if outcome == "deleted":
+        return Response(status_code=204)
+    if outcome == "missing":
+        raise not_found("job", job_id)
+    body = {"id": job_id, "status": outcome, "cancel_requested": True}
+    return JSONResponse(body, status_code=202)
+
+
+async def delete_when_stopped(store: Store, settings: Settings, job_id: str, tenant: str) -> str:
+    """Delete the job, cancelling it first if it is not finished and waiting up to
+    settings.delete_wait_s for it to stop. 'deleted', 'missing', or the status it still
+    has (marked delete_requested: tricklab.server.retention deletes it once finished)."""
+    deadline = time.monotonic() + settings.delete_wait_s
+    marked = False
+    while True:
+        res = await run_in_threadpool(retention.delete_job, store, settings, job_id, tenant)
+        if res in ("deleted", "missing"):
+            return res
+        if not marked:  # first, so that an API restart while waiting loses nothing
+            if not await run_in_threadpool(retention.request_delete, store, job_id):
+                return "missing"
+            try:
+                await run_in_threadpool(store.cancel, job_id)
+            except JobNotFound:
+                return "missing"
+            marked = True
+            continue  # a queued job is cancelled now: delete it without waiting
+        if time.monotonic() >= deadline:
+            return res
+        await asyncio.sleep(0.1)

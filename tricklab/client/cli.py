@@ -1,18 +1,23 @@
 """`tricklab`: submit, watch, list, plot and compare training jobs from a shell.
 
-Talks to $TRICKLAB_URL (default http://127.0.0.1:8000) with $TRICKLAB_API_KEY.
+Talks to $TRICKLAB_URL (default: the API of the `tricklab up` running in this checkout,
+else http://127.0.0.1:8000) with $TRICKLAB_API_KEY.
 No torch and no matplotlib at import time: `tricklab --help` must be instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
 from tricklab.client.cli_curves import cmd_compare, cmd_curves, cmd_lr, cmd_preview
 from tricklab.client.cli_jobs import (
     add_checkpoint_commands,
+    add_list_options,
+    add_rm_command,
+    add_tag_command,
     cmd_cancel,
     cmd_datasets,
     cmd_ls,
@@ -22,6 +27,7 @@ from tricklab.client.cli_jobs import (
     cmd_upload,
     cmd_watch,
 )
+from tricklab.client.cli_searches import add_search_commands  # search, search-report, ...
 from tricklab.client.cli_sweeps import add_sweep_commands  # sweep, sweep-report, sweep-cancel
 from tricklab.client.cli_util import (
     EPILOG,
@@ -51,12 +57,47 @@ def _passthrough(name: str, rest: list[str]) -> int:
         return rc if isinstance(rc, int) else EXIT_OK
     module = SERVER_PROGRAMS[name]
     try:
-        return subprocess.call([sys.executable, "-m", module, *rest])
+        return subprocess.call([sys.executable, "-m", module, *rest], env=_stack_env())
     except KeyboardInterrupt:  # the child got the same SIGINT and stops on its own
         return EXIT_CANCELLED
 
 
 SERVER_PROGRAMS = {"worker": "worker.launch", "keys": "tricklab.server.apikeys"}
+
+
+def _stack_env() -> dict[str, str]:
+    """The environment for `tricklab worker` / `tricklab keys`: when neither the environment
+    nor .env names a Redis, the one of the stack `tricklab up` runs in this checkout
+    (var/up.json), with its artifact dir and key prefix, so a key or a worker reaches it."""
+    env = dict(os.environ)
+    from tricklab.procs import find_stack
+    from tricklab.settings import Settings
+
+    given = Settings().model_fields_set
+    stack = None if "redis_url" in given else find_stack()
+    if stack:
+        env["REDIS_URL"] = stack["redis_url"]
+        if "artifact_dir" not in given and stack.get("artifact_dir"):
+            env["ARTIFACT_DIR"] = stack["artifact_dir"]
+        if "key_prefix" not in given and stack.get("key_prefix"):
+            env["TRICKLAB_KEY_PREFIX"] = stack["key_prefix"]
+        print(
+            f"tricklab: using the stack `tricklab up` (pid {stack['pid']}) runs: Redis "
+            f"{stack['redis_url']} (from {stack['stack_file']}; set REDIS_URL to choose another)",
+            file=sys.stderr,
+        )
+    return env
+
+
+def _default_url(url: str | None) -> str | None:
+    """--url, else $TRICKLAB_URL, else the API of the stack `tricklab up` runs in this
+    checkout, else None (the client's default)."""
+    if url or os.environ.get("TRICKLAB_URL"):
+        return url
+    from tricklab.procs import find_stack
+
+    stack = find_stack()
+    return stack.get("api_url") if stack else None
 
 
 PASSTHROUGH = {
@@ -73,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--url", help="API base URL (default $TRICKLAB_URL or http://127.0.0.1:8000)")
+    p.add_argument(
+        "--url",
+        help="API base URL (default $TRICKLAB_URL, else this checkout's `tricklab up` "
+        "(var/up.json), else http://127.0.0.1:8000)",
+    )
     p.add_argument("--api-key", help="API key (default $TRICKLAB_API_KEY)")
     # --url/--api-key also after the command; SUPPRESS keeps a missing one from resetting the other
     common = argparse.ArgumentParser(add_help=False)
@@ -107,9 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("watch", cmd_watch, "live progress of an existing job; exits with its outcome")
     s.add_argument("id")
 
-    s = add("ls", cmd_ls, "list jobs, newest first")
-    s.add_argument("--status", choices=[s.value for s in JobStatus])
-    s.add_argument("--limit", type=int, default=20)
+    for name, text in (
+        ("ls", "list jobs, newest first (or --sort PATH), filtered by --status/--tag/--q/--sweep"),
+        ("jobs", "the same as ls: the runs table"),
+    ):
+        s = add(name, cmd_ls, text)
+        s.add_argument("--status", choices=[s.value for s in JobStatus])
+        s.add_argument("--limit", type=int, default=20)
+        add_list_options(s)
+    add_tag_command(add)
 
     s = add("status", cmd_status, "summary and latest metrics of a job")
     s.add_argument("id")
@@ -117,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("cancel", cmd_cancel, "cancel a queued or running job")
     s.add_argument("id")
+    add_rm_command(add)
 
     s = add("curves", cmd_curves, "metric curves of a job: a summary, a CSV or a PNG")
     s.add_argument("id")
@@ -158,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("datasets", cmd_datasets, "list built-in and uploaded datasets")
 
     add_sweep_commands(add)
+    add_search_commands(add)
     s = add("model", cmd_model, "download a succeeded job's weights (safetensors)")
     s.add_argument("id")
     s.add_argument("-o", "--output", help="default: ID.safetensors")
@@ -176,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with Client(url=a.url, api_key=a.api_key) as c:
+        with Client(url=_default_url(a.url), api_key=a.api_key) as c:
             rc = a.fn(c, a)
     except UsageError as e:
         print(f"tricklab {a.cmd}: {e}", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""Job commands: `submit`, `watch`, `ls`, `status`, `cancel`, `upload`, `datasets`, `model`,
-`checkpoints`."""
+"""Job commands: `submit`, `watch`, `ls` (`jobs`), `tag`, `status`, `cancel`, `rm`, `upload`,
+`datasets`, `model`, `checkpoints`."""
 
 from __future__ import annotations
 
@@ -44,7 +44,15 @@ def cmd_watch(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_ls(c: Client, a: argparse.Namespace) -> int:
-    jobs = list(c.iter_jobs(status=a.status, limit=a.limit, page_size=min(a.limit, 200)))
+    filters = {
+        "sort": getattr(a, "sort", None),
+        "tag": getattr(a, "tag", None),
+        "q": getattr(a, "q", None),
+        "sweep_id": getattr(a, "sweep", None),
+    }
+    jobs = list(c.iter_jobs(status=a.status, limit=a.limit, page_size=min(a.limit, 200), **filters))
+    cols: list[str] = getattr(a, "col", None) or []
+    show_tags = any(j.get("tags") for j in jobs)
     rows = []
     for j in jobs:
         p = j.get("progress") or {}
@@ -61,14 +69,81 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
                 f"{frac * 100:.0f}%" if isinstance(frac, int | float) else "-",
                 epoch,
                 _num(best.get("val_acc"), ".4f"),
+                *[_cell(path_value(j, col)) for col in cols],
+                *([",".join(j.get("tags") or [])] if show_tags else []),
                 _age(j.get("created_at")),
             ]
         )
     if not rows:
         _out("no jobs" + (f" with status {a.status}" if a.status else ""))
         return EXIT_OK
-    _table(rows, ["ID", "NAME", "STATUS", "PROGRESS", "EPOCH", "BEST VAL_ACC", "AGE"])
+    header = ["ID", "NAME", "STATUS", "PROGRESS", "EPOCH", "BEST VAL_ACC"]
+    header += [col.upper() for col in cols] + (["TAGS"] if show_tags else []) + ["AGE"]
+    _table(rows, header)
     return EXIT_OK
+
+
+def path_value(job: dict, path: str) -> object:
+    """The value at a dotted path of a GET /jobs row (spec.optimizer.lr, metrics.val_loss);
+    a bare spec path (optimizer.lr) is read under spec."""
+    node: object = job
+    parts = path.split(".")
+    if parts[0] not in job:
+        node = job.get("spec") or {}
+    for part in parts:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _cell(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def cmd_tag(c: Client, a: argparse.Namespace) -> int:
+    """Add tags to a job (and remove the --rm ones); prints the job's tags."""
+    if not a.tags and not a.rm and a.notes is None:
+        raise UsageError("name a TAG to add, --rm TAG to remove, or --notes TEXT")
+    job = c.get(a.id)
+    tags = [t for t in job.get("tags") or [] if t not in set(a.rm or [])]
+    tags += [t for t in a.tags if t not in tags]
+    res = c.patch_job(a.id, tags=tags if (a.tags or a.rm) else None, notes=a.notes)
+    _out(f"{a.id}: {', '.join(res.get('tags') or []) or '(no tags)'}")
+    return EXIT_OK
+
+
+def add_list_options(s: argparse.ArgumentParser) -> None:
+    """`ls` / `jobs` options beyond --status and --limit: the runs table's sort and filters."""
+    s.add_argument(
+        "--sort",
+        help="a field path, '-' first for descending (write it --sort=-best.val_acc): "
+        "spec.optimizer.lr, metrics.val_loss, duration_s, created_at (default: newest first)",
+    )
+    s.add_argument("--tag", help="only jobs with this tag")
+    s.add_argument("--q", help="only jobs whose name contains this (any case)")
+    s.add_argument("--sweep", metavar="SWEEP_ID", help="only the children of this sweep")
+    s.add_argument(
+        "--col",
+        action="append",
+        metavar="PATH",
+        help="add a column: a spec path (optimizer.lr) or a row field (metrics.val_loss); repeatable",
+    )
+
+
+def add_tag_command(add) -> None:
+    """`tricklab tag ID TAG... [--rm TAG] [--notes TEXT]`."""
+    s = add("tag", cmd_tag, "add tags to a job (--rm TAG removes one); prints its tags")
+    s.add_argument("id")
+    s.add_argument("tags", nargs="*", metavar="TAG", help="1-64 characters, no commas")
+    s.add_argument("--rm", action="append", metavar="TAG", help="remove this tag; repeatable")
+    s.add_argument("--notes", help="replace the job's notes with this text")
 
 
 def cmd_status(c: Client, a: argparse.Namespace) -> int:
@@ -82,12 +157,18 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     decay = (sched.get("decay") or {}).get("kind", "cosine")
     warm = sched.get("warmup")
     opt = spec.get("optimizer") or {}
+    lr_what = f"lr {opt.get('lr', '-')}, {'warm-up + ' if warm else ''}{decay}"
+    if spec.get("task") == "lr_range_test":  # no schedule: the lr sweeps the range
+        rng = spec.get("lr_range") or {}
+        lr_what = (
+            f"lr range test {_num(rng.get('min_lr', 1e-6), '.3g')} → "
+            f"{_num(rng.get('max_lr', 10.0), '.3g')} (exponential, {rng.get('steps', 100)} steps)"
+        )
     _out(f"{j.get('id')}  {j.get('name') or ''}".rstrip())
     _out(f"  status     {j.get('status')} (attempts {j.get('attempts', 0)})")
     _out(
         f"  model      {(spec.get('model') or {}).get('arch', 'mlp')} on "
-        f"{(spec.get('data') or {}).get('dataset', '?')}, {opt.get('name', 'sgd')} lr {opt.get('lr', '-')}, "
-        f"{'warm-up + ' if warm else ''}{decay}"
+        f"{(spec.get('data') or {}).get('dataset', '?')}, {opt.get('name', 'sgd')} {lr_what}"
     )
     if p:
         _out(
@@ -95,6 +176,11 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
             f"{p.get('step', '-')}/{p.get('total_steps', '-')} ({_num((p.get('fraction') or 0) * 100, '.0f')}%), "
             f"ETA {_duration(p.get('eta_seconds'))}, {_num(p.get('samples_per_second'), '.0f')} samples/s"
         )
+    stop_reason = (j.get("result") or {}).get("stop_reason")
+    if stop_reason:  # ended before its planned steps: say why ("diverged", "early_stopping")
+        _out(f"  stopped    {stop_reason} at step {(j.get('result') or {}).get('steps', '-')}")
+    if j.get("tags"):
+        _out(f"  tags       {', '.join(j['tags'])}")
     _out(f"  created    {j.get('created_at') or '-'} ({_age(j.get('created_at'))})")
     if j.get("started_at"):
         _out(f"  started    {j['started_at']}")
@@ -122,6 +208,20 @@ def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
     res = c.cancel(a.id)
     _out(f"{a.id}: {res.get('status', 'cancel requested')}")
     return EXIT_OK
+
+
+def cmd_rm(c: Client, a: argparse.Namespace) -> int:
+    """Delete jobs (j...) or sweeps (s...) and everything they stored."""
+    for ident in a.ids:
+        gone = c.delete_sweep(ident) if ident.startswith("s") else c.delete_job(ident)
+        _out(f"{ident}: {'deleted' if gone else 'cancelled; deleted once it stops'}")
+    return EXIT_OK
+
+
+def add_rm_command(add) -> None:
+    """`tricklab rm ID...`: DELETE /jobs/{id} (or /sweeps/{id} for a sweep id)."""
+    s = add("rm", cmd_rm, "delete jobs or sweeps and all they stored (running ones are cancelled)")
+    s.add_argument("ids", nargs="+", metavar="ID", help="a job id (j...) or a sweep id (s...)")
 
 
 def cmd_upload(c: Client, a: argparse.Namespace) -> int:

@@ -81,24 +81,51 @@ class Client:
         return self._json("GET", f"/jobs/{job_id}")
 
     def list(
-        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        sort: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
+        sweep_id: str | None = None,
     ) -> dict[str, Any]:
-        """GET /jobs → the page as the API sends it (jobs under `data`, `next_cursor`)."""
+        """GET /jobs → the page as the API sends it (jobs under `data`, `next_cursor`).
+
+        sort: a field path, "-" first for descending (`-best.val_acc`, `spec.optimizer.lr`);
+        tag, q (name substring), sweep_id filter."""
         params: dict[str, Any] = {"limit": limit}
-        if status:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
+        extra = {"status": status, "cursor": cursor, "sort": sort, "tag": tag, "q": q}
+        params.update({k: v for k, v in {**extra, "sweep_id": sweep_id}.items() if v})
         return self._json("GET", "/jobs", params=params)
 
+    list_jobs = list
+
+    def patch_job(
+        self, job_id: str, *, tags: Iterable[str] | None = None, notes: str | None = None
+    ) -> dict[str, Any]:
+        """PATCH /jobs/{id}: replace the tags and/or the notes (None leaves one as it is)."""
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = [*tags]
+        if notes is not None:
+            body["notes"] = notes
+        return self._json("PATCH", f"/jobs/{job_id}", json=body)
+
     def iter_jobs(
-        self, status: str | None = None, limit: int = 50, page_size: int = 50
+        self,
+        status: str | None = None,
+        limit: int | None = 50,
+        page_size: int = 50,
+        **filters: str | None,
     ) -> Iterator[dict[str, Any]]:
-        """Every job, newest first, following cursors; stops after `limit` (None = all)."""
+        """Every job, newest first (or by `sort=`), following cursors; stops after `limit`
+        (None = all). filters: sort, tag, q, sweep_id as for list()."""
         cursor = None
         n = 0
         while True:
-            page = self.list(status=status, limit=page_size, cursor=cursor)
+            page = self.list(status=status, limit=page_size, cursor=cursor, **filters)
             for job in jobs_of(page):
                 yield job
                 n += 1
@@ -123,6 +150,16 @@ class Client:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{job_id}/cancel")
+
+    def delete_job(self, job_id: str) -> bool:
+        """DELETE /jobs/{id}: the job and all it stored. True when gone (204); False when it
+        was still stopping (202: cancelled, and the server deletes it once it stops)."""
+        return self._request("DELETE", f"/jobs/{job_id}").status_code == 204
+
+    def delete_sweep(self, sweep_id: str) -> bool:
+        """DELETE /sweeps/{id}: the sweep and all its jobs; True when gone (204), False (202)
+        when some were still stopping (the server deletes them once they stop)."""
+        return self._request("DELETE", f"/sweeps/{sweep_id}").status_code == 204
 
     def curves(
         self,
@@ -251,6 +288,21 @@ class Client:
         """GET /sweeps/{id}/curves: per variant a mean curve and a min-max band over seeds."""
         params = {"metric": metric, "x": x, "max_points": max_points}
         return self._json("GET", f"/sweeps/{sweep_id}/curves", params=params)
+
+    # ------------------------------------------------------------------ searches
+    def search(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /searches: base spec + space + algorithm + trials -> the search."""
+        return self._json("POST", "/searches", json=body)
+
+    def get_search(self, search_id: str) -> dict[str, Any]:
+        """GET /searches/{id}: trials, best, budget, importance and the confirm stage."""
+        return self._json("GET", f"/searches/{search_id}")
+
+    def searches(self, limit: int = 50) -> dict[str, Any]:
+        return self._json("GET", "/searches", params={"limit": limit})
+
+    def cancel_search(self, search_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/searches/{search_id}/cancel")
 
     def fork(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST /jobs/{id}/fork: {from_epoch, schedule?, optimizer?: {lr}, regularization?, training?: {epochs}}."""

@@ -35,6 +35,8 @@ LIMIT_FIELDS = (
     "max_upload_bytes",
     "max_dataset_bytes_total",
     "max_train_samples",
+    "max_total_steps",
+    "max_parameters",
     "rate_limit_per_s",
     "rate_limit_burst",
 )
@@ -170,13 +172,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def stack_target(settings: Any) -> tuple[str, str]:
+    """(Redis URL, key prefix) to write keys to: the settings' when the environment or .env
+    names a Redis, else those of the stack `tricklab up` runs in this checkout
+    (var/up.json), else the settings' defaults."""
+    from tricklab.procs import find_stack
+
+    given = settings.model_fields_set
+    stack = None if "redis_url" in given else find_stack()
+    if not stack:
+        return settings.redis_url, settings.key_prefix
+    prefix = settings.key_prefix if "key_prefix" in given else stack.get("key_prefix") or "tl"
+    print(
+        f"tricklab keys: using the Redis of the `tricklab up` running here (pid {stack['pid']}): "
+        f"{stack['redis_url']} (from {stack['stack_file']}; set REDIS_URL to choose another)",
+        file=sys.stderr,
+    )
+    return stack["redis_url"], prefix
+
+
 def main(argv: list[str] | None = None) -> int:
     from tricklab.server.connection import connect
     from tricklab.settings import get_settings
 
     args = _parser().parse_args(argv)
     settings = get_settings()
-    ring = KeyRing(connect(settings.redis_url), settings.key_prefix)
+    redis_url, prefix = stack_target(settings)
+    ring = KeyRing(connect(redis_url), prefix)
     try:
         if args.cmd == "create":
             limits = {f: getattr(args, f) for f in LIMIT_FIELDS if getattr(args, f) is not None}
@@ -207,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tricklab keys: no key with id '{args.id}'", file=sys.stderr)
         return 1
     except redis.RedisError as e:
-        print(f"tricklab keys: Redis at {settings.redis_url} is unreachable: {e}", file=sys.stderr)
+        print(f"tricklab keys: Redis at {redis_url} is unreachable: {e}", file=sys.stderr)
         return 1
 
 

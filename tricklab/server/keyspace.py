@@ -8,6 +8,8 @@ P is settings.key_prefix ("tl" by default); {tenant} is the owner of what a key 
   P:job:{id}:s:names / :{m}:r|b    set + strings  metric series (tricklab.server.series)
   P:t:{tenant}:jobs                zset    every job id of a tenant (score 0; ids sort by time)
   P:t:{tenant}:jobs:{status}       zset    the same, one per status
+  P:t:{tenant}:tag:{hex}           set     the tenant's job ids with that tag (hex = the tag's
+                                           UTF-8 bytes in hex, so no tag can look like :jobs)
   P:t:{tenant}:datasets            set     the tenant's uploaded dataset ids
   P:t:{tenant}:sweeps              zset    the tenant's sweep ids
   P:t:{tenant}:hash:{spec_hash}    zset    the tenant's jobs with that spec hash (reuse index)
@@ -18,9 +20,15 @@ P is settings.key_prefix ("tl" by default); {tenant} is the owner of what a key 
   P:sweeps:open                    hash    sweep id -> tenant: sweeps with pending children
   P:key:{key_id} / P:keys          hash / set  API keys (stored as sha256 of the secret)
   P:rl:{key_id}                    hash    a key's rate-limit token bucket
+  P:streams:{caller}               zset    a caller's open event streams (score: lease end, s)
+  P:af:ip:{addr} / P:af:key:{id}   hash    failed-authentication buckets (api/auth.py)
+  P:hub:{id}:wake                  stream  wakes one API process's stream hub (short TTL)
   P:events                         stream  status changes of all jobs (dashboards), capped
   P:workers / P:worker:{name}      zset / hash  worker heartbeats / a worker's self-description
   P:reconcile:lock / :missing      string / hash  the reconciler's lock and its sightings
+  P:deleted                        zset    ids of jobs deleted lately (score: when), so the
+                                           retention round can drop a late worker write
+  P:retention:lock                 string  one retention round at a time (tricklab.server.retention)
   P:m:job_seconds:{status}         hash    the job-duration histogram (GET /metrics)
 
 Redis Cluster is not a target: keys of one job share no hash tag.
@@ -53,6 +61,25 @@ class Keyspace:
         """The prefix of a job's metric series (see series_* below)."""
         return f"{self.p}:job:{job_id}:s"
 
+    def job_data_keys(self, job_id: str, series_names: Iterable[str]) -> list[str]:
+        """Every key that holds a job's own data but its hash: events, log, series."""
+        prefix = self.job_series(job_id)
+        return [
+            self.job_events(job_id),
+            self.job_log(job_id),
+            self.series_names(prefix),
+            *self.series_keys(prefix, series_names),
+        ]
+
+    @property
+    def deleted_jobs(self) -> str:
+        """zset: ids of jobs deleted lately -> when (unix s)."""
+        return f"{self.p}:deleted"
+
+    @property
+    def retention_lock(self) -> str:
+        return f"{self.p}:retention:lock"
+
     def jobs(self, tenant: str, status: str | None = None) -> str:
         base = f"{self.p}:t:{tenant}:jobs"
         return f"{base}:{status}" if status else base
@@ -68,6 +95,11 @@ class Keyspace:
     def tenant_of_jobs_index(self, key: str) -> str:
         """The tenant named by a key that jobs_pattern() matched."""
         return key[len(f"{self.p}:t:") :].split(":jobs", 1)[0]
+
+    def job_tag(self, tenant: str, tag: str) -> str:
+        """The tenant's jobs carrying `tag` (GET /jobs?tag=); hex-encoded so that a tag such
+        as "jobs:running" cannot make a key that jobs_pattern() matches."""
+        return f"{self.p}:t:{tenant}:tag:{tag.encode().hex()}"
 
     @property
     def all_events(self) -> str:
@@ -123,6 +155,30 @@ class Keyspace:
         """Set when a scheduler step was asked for while another held the lock."""
         return f"{self.p}:sweep:{sweep_id}:dirty"
 
+    # searches (tricklab.server.searches, api/search_driver.py)
+    def searches(self, tenant: str) -> str:
+        return f"{self.p}:t:{tenant}:searches"
+
+    def search(self, search_id: str) -> str:
+        return f"{self.p}:search:{search_id}"
+
+    @property
+    def searches_open(self) -> str:
+        """search id -> tenant, for the searches that are not finished."""
+        return f"{self.p}:searches:open"
+
+    @property
+    def search_wakeups(self) -> str:
+        """A list of search ids whose trial just finished: the driver steps them first."""
+        return f"{self.p}:searches:wakeups"
+
+    def search_payload(self, search_id: str) -> str:
+        """job id -> {spec, extra, queue}: what creating a trial's or confirm run's job needs."""
+        return f"{self.p}:search:{search_id}:payload"
+
+    def search_lock(self, search_id: str) -> str:
+        return f"{self.p}:search:{search_id}:lock"
+
     def reuse(self, tenant: str, spec_hash: str) -> str:
         return f"{self.p}:t:{tenant}:hash:{spec_hash}"
 
@@ -139,6 +195,24 @@ class Keyspace:
 
     def rate_bucket(self, key_id: str) -> str:
         return f"{self.p}:rl:{key_id}"
+
+    def open_streams(self, caller: str) -> str:
+        """A caller's (key id, or tenant without a key) open event streams: member = stream
+        token, score = when its lease ends (Redis time, s); the API renews live ones."""
+        return f"{self.p}:streams:{caller}"
+
+    def stream_hub_wake(self, hub_id: str) -> str:
+        """A private stream one API process's stream hub also reads, so that an XADD to it
+        ends the hub's blocking XREAD at once when the set of watched jobs grows."""
+        return f"{self.p}:hub:{hub_id}:wake"
+
+    def auth_failures_addr(self, addr: str) -> str:
+        """Token bucket of failed authentications from one client address."""
+        return f"{self.p}:af:ip:{addr}"
+
+    def auth_failures_key(self, key_id: str) -> str:
+        """Token bucket of failed authentications naming one key id."""
+        return f"{self.p}:af:key:{key_id}"
 
     # --------------------------------------------------------------- workers
     @property

@@ -13,21 +13,27 @@ from tricklab.contract import JobStatus
 
 JSON_FIELDS = (
     "spec", "error", "progress", "metrics", "best", "result", "lineage", "plan", "dataset_meta",
+    "tags",  # PATCH /jobs/{id}: a JSON list of strings (notes is plain text)
 )  # fmt: skip
 
 
+# Ids: kind + 12 hex digits of unix ms + RANDOM_HEX random hex digits (64 bits). Ids made
+# before that change had 8 random digits (32 bits); routes accept both lengths.
+RANDOM_HEX = 16
+
+
 def new_id(kind: str = "j") -> str:
-    """Time-sortable id: kind + 12 hex digits of unix ms + 8 random hex digits."""
-    return f"{kind}{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+    """Time-sortable id: kind + 12 hex digits of unix ms + 16 random hex digits (64 bits)."""
+    return f"{kind}{int(time.time() * 1000):012x}{secrets.token_hex(RANDOM_HEX // 2)}"
 
 
 def new_ids(n: int, kind: str = "j") -> list[str]:
     """n time-sortable ids drawn at once that also sort in the order drawn: one time
-    prefix and consecutive tails from a random start (new_id's 8 random hex digits alone
+    prefix and consecutive tails from a random 64-bit start (new_id's random digits alone
     would order ids drawn in the same millisecond at random)."""
-    start = secrets.randbelow(2**32 - n)
+    start = secrets.randbelow(2 ** (4 * RANDOM_HEX) - n)
     ms = int(time.time() * 1000)
-    return [f"{kind}{ms:012x}{start + i:08x}" for i in range(n)]
+    return [f"{kind}{ms:012x}{start + i:0{RANDOM_HEX}x}" for i in range(n)]
 
 
 def iso(ts: str | float | None) -> str | None:

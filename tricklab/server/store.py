@@ -58,6 +58,8 @@ class Store:
         self._requeue = scripts.register(r, "job_requeue")
         self._cancel = scripts.register(r, "job_cancel")
         self._append_child = scripts.register(r, "job_append_child")
+        self._delete = scripts.register(r, "job_delete")
+        self._flag = scripts.register(r, "job_flag")
 
     # ------------------------------------------------------------------ keys
     def job_key(self, job_id: str) -> str:
@@ -267,6 +269,45 @@ class Store:
         if res == "missing":
             raise JobNotFound(job_id)
         return res
+
+    def delete_job(self, job_id: str, tenant: str | None = None, *, force: bool = False) -> str:
+        """Drop a finished job's every Redis key and index entry, in one script
+        (lua/job_delete.lua). 'deleted'; 'missing' (none, or another tenant's); or the
+        status of a job that is not finished, which is left as it is (cancel it first).
+        force: whatever the status (the retention round, for a late write's leftovers).
+        Files on disk are tricklab.server.retention's."""
+        h = self.r.hgetall(self.keys.job(job_id))
+        owner = h.get("tenant") or ""
+        if tenant is not None and owner != tenant:
+            return "missing"
+        indexes: list[str] = []
+        if owner:
+            indexes += [*self.keys.job_indexes(owner), self.keys.jobs(owner)]
+            if h.get("spec_hash"):
+                indexes.append(self.keys.reuse(owner, h["spec_hash"]))
+            try:
+                tags = json.loads(h.get("tags") or "[]")
+            except ValueError:
+                tags = []
+            indexes += [self.keys.job_tag(owner, t) for t in tags if isinstance(t, str)]
+        names = self.r.smembers(self.keys.series_names(self.keys.job_series(job_id)))
+        res = self._delete(
+            keys=[
+                self.keys.job(job_id),
+                self.keys.reconcile_missing,
+                self.keys.deleted_jobs,
+                *indexes,
+                *self.keys.job_data_keys(job_id, sorted(names)),
+            ],
+            args=[job_id, len(indexes), f"{time.time():.6f}", tenant or "", "1" if force else "0"],
+        )
+        if res == "deleted":
+            self._tenants.pop(job_id, None)
+        return str(res)
+
+    def flag(self, job_id: str, field: str, value: str) -> bool:
+        """Set one record field if the job still exists (lua/job_flag.lua); False if not."""
+        return bool(self._flag(keys=[self.keys.job(job_id)], args=[field, value]))
 
     def append_child(self, parent_id: str, child: dict[str, Any]) -> None:
         """Add a fork ({id, from_epoch}) to the parent's lineage.children, atomically."""

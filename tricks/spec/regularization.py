@@ -92,7 +92,11 @@ class RegularizationSpec(Strict):
         0.0,
         ge=0.0,
         lt=1.0,
-        description="Inverted-dropout drop probability before each dense layer; 0.1–0.5.",
+        description="Inverted-dropout drop probability; 0.1–0.5. Where it sits depends on the "
+        "arch: mlp after every hidden layer (before each dense layer but the first), cnn only "
+        "before the last dense layer, resnet / resnet18 / resnet34 / preact_resnet18 / airbench "
+        "before the classifier, wide_resnet between the two convs of every block (none before "
+        "the classifier).",
     )
     label_smoothing: float = Field(
         0.0,
@@ -100,7 +104,11 @@ class RegularizationSpec(Strict):
         lt=1.0,
         description="Target (1−ε)·onehot + ε/K (torch's convention); 0.1 is usual.",
     )
-    mixup: MixupSpec | None = Field(None, description="null for off.")
+    mixup: MixupSpec | None = Field(
+        None,
+        description="null for off. Under mixing, train_loss is against the mixed targets and "
+        "train_acc counts the label with the larger λ share (see training.log_every).",
+    )
     cutmix: CutMixSpec | None = Field(
         None,
         description="null for off. Images only. With mixup too, each batch picks one at random.",
@@ -139,7 +147,11 @@ class TrainingSpec(Strict):
         10,
         ge=1,
         le=100_000,
-        description="Report train loss and lr every this many steps (one host sync each).",
+        description="Report train_loss, train_acc and lr every this many steps (one host sync "
+        "each). train_loss is the mean cross-entropy against the targets the step trains on "
+        "(label-smoothed and mixed when those are on), without the l1/l2 penalty; train_acc "
+        "counts the training-mode predictions (dropout, augmentation) equal to the label, under "
+        "mixup/CutMix the label with the larger share of the mixed target.",
     )
     early_stopping: EarlyStoppingSpec | None = None
     time_limit_s: float | None = Field(
@@ -156,14 +168,37 @@ class TrainingSpec(Strict):
         description="`epochs`: keep every end-of-epoch checkpoint (what POST /jobs/{id}/fork "
         "starts from); `last`: only the newest two, for resume.",
     )
+    stop_after_epochs: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Follow the schedule planned for `epochs` but stop after this many (a "
+        "search's rung: the job ends succeeded with stop_reason `stop_after_epochs`, and a fork "
+        "from that epoch goes on exactly as if it had never stopped).",
+    )
+
+    @model_validator(mode="after")
+    def _stop_after(self) -> TrainingSpec:
+        if self.stop_after_epochs is not None and self.stop_after_epochs > self.epochs:
+            raise SpecError(
+                ("stop_after_epochs",),
+                f"stop_after_epochs ({self.stop_after_epochs}) is past training.epochs "
+                f"({self.epochs})",
+            )
+        return self
 
 
 class LRRangeSpec(Strict):
     min_lr: float = Field(1e-6, gt=0.0, le=100.0)
     max_lr: float = Field(10.0, gt=0.0, le=1000.0)
     steps: int = Field(100, ge=10, le=100_000)
-    smoothing: float = Field(
-        0.98, ge=0.0, lt=1.0, description="EMA factor for the smoothed loss (fastai uses 0.98)."
+    smoothing: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="EMA factor β of the live smoothed loss (and the stop rule); null scales it "
+        "to the test, β = 1 − 16/steps (0.84 at 100 steps, 0.5 below 32), since fastai's fixed 0.98 lags ~50 "
+        "steps. The suggestion reads a centred (lag-free) average over steps/8 points instead.",
     )
     diverge_factor: float = Field(
         4.0, gt=1.0, le=100.0, description="Stop when smoothed loss > this × the best loss."

@@ -11,6 +11,7 @@ import { buildFields } from "./formfields.js";
 import { fieldSet } from "./form.js";
 import { fieldErrors } from "./fielderrors.js";
 import { rangePanel } from "./rangepanel.js";
+import { searchForm } from "./searchform.js";
 import { openapi } from "./vocab.js";
 import { h, debounce, num, errorText } from "./util.js";
 
@@ -45,7 +46,9 @@ export function mountDesigner(root, params) {
   const form = h("form", { id: "designer-form", novalidate: true, autocomplete: "off" },
     sections.map((s) => h("fieldset", {}, h("legend", {}, s.title), s.fields.map((f) => set.render(f)))),
     formError,
-    h("div", { class: "row" }, submitBtn));
+    h("div", { class: "row" }, submitBtn,
+      // a hyperparameter search with this spec as its base (searchform.js)
+      h("button", { type: "button", id: "search-button", onclick: () => searchForm(root, buildSpec(), errors) }, "Search…")));
   set.reset();
 
   let range = null;
