@@ -43,7 +43,7 @@ from api.errors import ApiError
 from tricklab.server import scripts
 from tricklab.server.apikeys import KEY_RE, LIMIT_FIELDS, ApiKey, KeyRing
 from tricklab.server.keyspace import Keyspace
-from tricklab.settings import Settings
+from tricklab.settings import Settings, is_loopback
 
 log = logging.getLogger("tricklab.api")
 
@@ -78,17 +78,6 @@ class Principal:
     tenant: str
     key_id: str | None
     limits: Limits
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def auth_required(settings: Settings) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -111,6 +112,18 @@ class Settings(BaseSettings):
 
     def job_dir(self, job_id: str) -> Path:
         return self.artifact_dir / "jobs" / job_id
+
+
+def is_loopback(host: str | None) -> bool:
+    """localhost or a loopback IP: where `auth: auto` needs no key (api/auth.py, `tricklab up`)."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

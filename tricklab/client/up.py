@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from types import FrameType
 from typing import Any
 
 from tricklab.procs import LOCK_NAME, STACK_NAME, children_of, cmdline, pid_alive, stack_dir
-from tricklab.settings import Settings
+from tricklab.settings import Settings, is_loopback
 
 INSTALL_REDIS = """\
 tricklab up needs a redis-server binary (Redis >= 6) or REDIS_URL pointing at a Redis.
@@ -100,18 +99,6 @@ def ping(port: int) -> bool:
 
 
 # ------------------------------------------------------------------------ auth banner
-
-
-def is_loopback(host: str | None) -> bool:
-    """The rule of api/auth.py (which the client may not import): localhost or a loopback IP."""
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def auth_required(auth: str, host: str) -> bool:
