@@ -20,6 +20,7 @@ from api.routes import (
     events,
     forks,
     health,
+    job_delete,
     jobs,
     logs,
     metrics,
@@ -51,6 +52,7 @@ TAGS = [
 # Every router, registered here and nowhere else; the order is the OpenAPI order.
 ROUTERS = (
     jobs.router,
+    job_delete.router,
     checkpoints.router,
     curves.router,
     events.router,

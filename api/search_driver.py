@@ -28,28 +28,21 @@ loses nothing and a restarted driver continues where the record says.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from typing import Any
 
 from celery import Celery
-from pydantic import ValidationError
 
-from api.auth import Limits
-from api.errors import ApiError
-from api.submit import api_enqueue, prepare_job
+from api.search_jobs import asha_trial, metric_value, prepare_payload, valid_spec
+from api.search_optuna import distributions, importance, study_of
+from api.submit import api_enqueue
 from tricklab.contract import TERMINAL
 from tricklab.search_spec import (
     MAX_REJECTED_IN_A_ROW,
-    Choice,
-    IntRange,
-    LogUniform,
     SearchSpec,
     confirm_seeds,
-    cooldown_epochs,
     decode_value,
-    grid_points,
     grid_size,
     label,
     rungs,
@@ -61,128 +54,11 @@ from tricklab.server.searches import SearchNotFound, SearchStore
 from tricklab.server.store import Store
 from tricklab.server.submit import Enqueue, submit
 from tricklab.settings import Settings
-from tricks.schedules import lr_at
-from tricks.spec import JobSpec, SpecError, validation_errors
+from tricks.spec import JobSpec, SpecError
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
-
-
-# ------------------------------------------------------------------ optuna
-
-
-def _optuna() -> Any:
-    import optuna  # lazily: ~0.5 s to import, and only the driver needs it
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def distributions(spec: SearchSpec) -> dict[str, Any]:
-    """Optuna's distribution for each path (choices by their JSON label)."""
-    d = _optuna().distributions
-    out: dict[str, Any] = {}
-    for path, dist in spec.space.items():
-        if isinstance(dist, Choice):
-            out[path] = d.CategoricalDistribution([label(v) for v in dist.choice])
-        elif isinstance(dist, IntRange):
-            out[path] = d.IntDistribution(*dist.int_)
-        elif isinstance(dist, LogUniform):
-            out[path] = d.FloatDistribution(*dist.loguniform, log=True)
-        else:
-            out[path] = d.FloatDistribution(*dist.uniform)
-    return out
-
-
-def sampler(spec: SearchSpec, n_seen: int) -> Any:
-    """A fresh sampler per step. Seeded by the search seed and the number of points drawn
-    so far, so each ask differs and a rerun of the same history draws the same point."""
-    s = _optuna().samplers
-    seed = (spec.seed * 1_000_003 + n_seen) % 2**32
-    if spec.algorithm == "grid":
-        return s.GridSampler(grid_points(spec.space), seed=spec.seed)
-    if spec.algorithm == "random":
-        return s.RandomSampler(seed=seed)
-    # constant_liar: running trials count as bad guesses, so parallel asks spread out
-    startup = min(10, max(2, spec.trials // 3))
-    return s.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True, multivariate=True)
-
-
-def study_of(spec: SearchSpec, trials: list[dict[str, Any]], with_sampler: bool = True) -> Any:
-    """An in-memory study holding every recorded trial."""
-    optuna = _optuna()
-    TrialState = optuna.trial.TrialState
-    dists = distributions(spec)
-    study = optuna.create_study(
-        direction="maximize" if spec.mode == "max" else "minimize",
-        sampler=sampler(spec, len(trials)) if with_sampler else None,
-    )
-    for t in trials:
-        o = t["optuna"]
-        # ASHA's judged values at each rung epoch: what TPE ranks a stopped trial by
-        inter = {int(k): v for k, v in (t.get("rung_values") or {}).items() if v is not None}
-        if t.get("rejected"):
-            state, value = TrialState.FAIL, None
-        elif t.get("stopped"):
-            state, value = (TrialState.PRUNED if inter else TrialState.FAIL), None
-        elif not t.get("told"):
-            state, value = TrialState.RUNNING, None
-        elif t.get("value") is None:
-            state, value = TrialState.FAIL, None
-        else:
-            state, value = TrialState.COMPLETE, t["value"]
-        study.add_trial(
-            optuna.trial.create_trial(
-                params=o["params"],
-                distributions={k: dists[k] for k in o["params"]},
-                system_attrs=o.get("system_attrs") or {},
-                intermediate_values=inter if state != TrialState.FAIL else None,
-                state=state,
-                value=value,
-            )
-        )
-    return study
-
-
-def importance(spec: SearchSpec, trials: list[dict[str, Any]]) -> dict[str, float] | None:
-    """Optuna's default parameter importance (fANOVA) over the finished trials."""
-    done = [t for t in trials if t.get("told") and t.get("value") is not None]
-    if len(done) < 3 or len(spec.space) < 1:
-        return None
-    try:
-        study = study_of(spec, done, with_sampler=False)
-        imp = _optuna().importance.get_param_importances(study)
-    except (ValueError, RuntimeError) as e:  # e.g. a dimension never varied
-        log.info("importance not available: %s", e)
-        return None
-    return {k: round(float(v), 6) for k, v in imp.items()}
-
-
-# ------------------------------------------------------------------ values
-
-
-def metric_value(job: dict[str, Any], metric: str) -> float | None:
-    """The trial's score: the final value of the metric (best_val_acc: the best epoch's)
-    of a succeeded job; None for anything else."""
-    if job.get("status") != "succeeded":
-        return None
-    if metric == "best_val_acc":
-        v = (job.get("best") or {}).get("val_acc")
-    else:
-        v = (job.get("metrics") or {}).get(metric)
-    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
-
-
-def epochs_spent(job: dict[str, Any] | None) -> int:
-    """Epochs this job trained itself (a fork counts from its fork point)."""
-    if not job:
-        return 0
-    result = job.get("result") or {}
-    reached = result.get("epochs_run")
-    if not isinstance(reached, int):
-        reached = int((job.get("progress") or {}).get("epoch") or 0)
-    return max(0, reached - int((job.get("lineage") or {}).get("from_epoch") or 0))
 
 
 # ------------------------------------------------------------------ stepping
@@ -252,7 +128,7 @@ def advance(ss: SearchStore, search: dict[str, Any], settings: Settings, enqueue
         if t.get("told") or t.get("rejected"):
             continue
         if spec.early_stopping is not None:
-            changed |= _asha_trial(ss, search, spec, settings, t, jobs)
+            changed |= asha_trial(ss, search, spec, settings, t, jobs)
             continue
         job = jobs.get(t.get("job_id") or "")
         if job and job["status"] in TERMINAL:
@@ -346,32 +222,6 @@ def _submit(ss: SearchStore, search: dict[str, Any], job_id: str, enqueue: Enque
     return True
 
 
-def _prepare(
-    ss: SearchStore, raw: dict[str, Any], search: dict[str, Any], settings: Settings, **more: Any
-) -> dict[str, Any]:
-    """A payload for a job of this search, checked as POST /jobs checks it. Raises
-    SpecError (loc, msg) when the spec is not a valid job."""
-    try:
-        spec = JobSpec.model_validate(raw)
-    except ValidationError as e:
-        err = validation_errors(e)[0]
-        raise SpecError(tuple(err["loc"]), err["msg"]) from None
-    limits = Limits(**search["limits"])
-    try:
-        job = prepare_job(
-            spec,
-            store=ss.store,
-            settings=settings,
-            tenant=search["tenant"],
-            limits=limits,
-            search_id=search["id"],
-            **more,
-        )
-    except ApiError as e:  # over max_train_samples and the like
-        raise SpecError(("training", "epochs"), e.message) from None
-    return {"spec": job.spec, "queue": job.queue, "extra": job.extra}
-
-
 def _ask(
     ss: SearchStore, search: dict[str, Any], spec: SearchSpec, settings: Settings, n_live: int
 ) -> dict[str, Any] | None:
@@ -396,7 +246,7 @@ def _ask(
     raw = trial_spec(spec.base, params)
     until = None
     if spec.early_stopping is not None:
-        epochs = JobSpec.model_validate(raw).training.epochs if _valid(raw) else 0
+        epochs = JobSpec.model_validate(raw).training.epochs if valid_spec(raw) else 0
         until = (rungs(spec.early_stopping, epochs) or [epochs])[0]
         raw = trial_spec(
             raw,
@@ -407,7 +257,7 @@ def _ask(
             },
         )
     try:
-        payload = _prepare(ss, raw, search, settings, trial=str(n_live))
+        payload = prepare_payload(ss, raw, search, settings, trial=str(n_live))
     except SpecError as e:
         where = ".".join(map(str, e.loc)) or "spec"
         entry.update(rejected=f"{where}: {e.msg}", told=True)
@@ -437,136 +287,6 @@ def _ask(
     return entry
 
 
-def _valid(raw: dict[str, Any]) -> bool:
-    try:
-        JobSpec.model_validate(raw)
-    except ValidationError:
-        return False
-    return True
-
-
-# ------------------------------------------------------------------ ASHA
-
-
-def promotes(value: float | None, recorded: list[float | None], eta: int, mode: str) -> bool:
-    """Asynchronous successive halving's rule (as Ray Tune's ASHA): go on when the value is
-    at or above the (1 - 1/η) quantile of every value recorded at this rung, itself
-    included. The first trial at a rung always goes on; a missing value never does."""
-    if value is None:
-        return False
-    sign = 1.0 if mode == "max" else -1.0
-    xs = sorted(sign * v for v in recorded if v is not None)
-    q = (1.0 - 1.0 / eta) * (len(xs) - 1)  # linear interpolation, as numpy's percentile
-    lo = math.floor(q)
-    hi = min(lo + 1, len(xs) - 1)
-    cutoff = xs[lo] + (xs[hi] - xs[lo]) * (q - lo)
-    return sign * value >= cutoff
-
-
-def _asha_trial(
-    ss: SearchStore,
-    search: dict[str, Any],
-    spec: SearchSpec,
-    settings: Settings,
-    t: dict[str, Any],
-    jobs: dict[str, dict[str, Any]],
-) -> bool:
-    """Move one ASHA trial on: judge it at the rung its segment stopped at (by a cool-down
-    fork or its raw metric), then promote it (a fork that goes on to the next rung) or
-    stop it. True when the trial's entry changed."""
-    asha = spec.early_stopping
-    assert asha is not None
-    seg = t["segments"][-1]
-    cur = jobs.get(seg["job_id"])
-    if cur is None or cur["status"] not in TERMINAL:
-        return False
-    if cur["status"] != "succeeded":  # failed (diverged, ...) or cancelled: no value
-        t["told"], t["value"] = True, None
-        return True
-    job_spec = JobSpec.model_validate(cur["spec"])
-    epochs = job_spec.training.epochs
-    until = seg["until"]
-    if until >= epochs:  # the last segment ran the whole schedule
-        t["told"], t["value"] = True, metric_value(cur, spec.metric)
-        return True
-    ladder = rungs(asha, epochs)
-    k = ladder.index(until)
-    if asha.judge == "raw":
-        value = metric_value(cur, spec.metric)
-    else:
-        cid = t["cooldowns"].get(str(k))
-        if cid is None:
-            t["cooldowns"][str(k)] = _fork(ss, search, settings, t, cur, until, cooldown=True)
-            return True
-        cool = jobs.get(cid)
-        if cool is None or cool["status"] not in TERMINAL:
-            return False
-        value = metric_value(cool, spec.metric)
-    recorded = search["rungs"].setdefault(str(k), [])
-    recorded.append([t["number"], value])
-    t["rung_values"][str(until)] = value
-    if promotes(value, [v for _, v in recorded], asha.reduction_factor, spec.mode):
-        nxt = ladder[k + 1] if k + 1 < len(ladder) else epochs
-        job_id = _fork(ss, search, settings, t, cur, until, cooldown=False, stop_after=nxt)
-        t["segments"].append({"job_id": job_id, "until": nxt})
-    else:
-        t["stopped"], t["told"], t["value"] = True, True, None
-    return True
-
-
-def _fork(
-    ss: SearchStore,
-    search: dict[str, Any],
-    settings: Settings,
-    t: dict[str, Any],
-    parent: dict[str, Any],
-    at: int,
-    *,
-    cooldown: bool,
-    stop_after: int | None = None,
-) -> str:
-    """A job from `parent`'s checkpoint after `at` epochs (the fork machinery of POST
-    /jobs/{id}/fork): either the cool-down (lr from its value at the rung linearly to
-    zero over cooldown_epochs) or the trial going on to `stop_after` with its own
-    schedule. Its payload is written; the caller records the id, then it is created."""
-    spec = JobSpec.model_validate(parent["spec"])
-    spe = int(parent["plan"]["steps_per_epoch"])
-    raw = spec.model_dump(mode="json")
-    tr = raw["training"]
-    if cooldown:
-        asha = SearchSpec.model_validate(search["request"]).early_stopping
-        assert asha is not None
-        c = cooldown_epochs(asha, at)
-        raw["optimizer"]["lr"] = lr_at(
-            at * spe,
-            lr0=spec.optimizer.lr,
-            schedule=spec.schedule,
-            steps_per_epoch=spe,
-            epochs=spec.training.epochs,
-        )
-        raw["schedule"] = {
-            "per": "batch",
-            "decay": {"kind": "wsd", "decay_fraction": c / (at + c), "min_lr": 0.0},
-        }
-        tr.update(epochs=at + c, stop_after_epochs=None)
-        raw["name"] = f"{spec.name or search['name']} · trial {t['number']} cool-down @ {at}"
-        role = "cooldown"
-    else:
-        assert stop_after is not None
-        tr["stop_after_epochs"] = stop_after if stop_after < spec.training.epochs else None
-        role = "segment"
-    payload = _prepare(ss, raw, search, settings, trial=str(t["number"]), search_role=role)
-    payload["extra"]["lineage"] = {
-        "parent": parent["id"],
-        "from_epoch": at,
-        "from_step": at * spe,
-        "children": [],
-    }
-    job_id = new_id()
-    ss.put_payload(search["id"], job_id, payload)
-    return job_id
-
-
 def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, str | int | float | bool | list | dict)
 
@@ -592,7 +312,7 @@ def _plan_confirm(
         for seed in confirm_seeds(base_seed + 1, spec.confirm.seeds):
             raw = trial_spec(spec.base, {**t["params"], "training.seed": seed})
             try:
-                payload = _prepare(ss, raw, search, settings, confirm_rank=str(rank))
+                payload = prepare_payload(ss, raw, search, settings, confirm_rank=str(rank))
             except SpecError:  # it ran as a trial, so it is valid; a limit changed
                 continue
             job_id = new_id()

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import SeriesRedisDep, StoreDep, TenantDep
-from api.routes.searches import ERRORS, load_search, trial_jobs
+from api.routes.searches import ERRORS, load_search
+from api.search_view import trial_jobs
 from tricklab.server.searches import SearchStore
 from tricklab.server.series import read_series
 

@@ -13,7 +13,7 @@ from support import RedisServer, free_port
 from tricklab.server.joblog import job_log, read_job_log
 from tricklab.server.logs import log_context
 from tricks.checkpoint import DiskFull
-from worker.runner import error_of, public_message
+from worker.errors import error_of, public_message
 
 ART = Path("/srv/tricklab/artifacts")
 

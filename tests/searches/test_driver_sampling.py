@@ -3,7 +3,7 @@ must not depend on anything but the record (an API restart loses nothing)."""
 
 from __future__ import annotations
 
-from api.search_driver import importance, study_of
+from api.search_optuna import importance, study_of
 from tricklab.search_spec import SearchSpec, decode_value
 
 
@@ -40,7 +40,7 @@ def record(spec: SearchSpec, n: int, f=lambda p: -abs(p["optimizer.lr"] - 0.1)) 
 
 
 def study_of_dists(spec):
-    from api.search_driver import distributions
+    from api.search_optuna import distributions
 
     return distributions(spec)
 

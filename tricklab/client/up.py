@@ -28,77 +28,28 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tricklab.procs import LOCK_NAME, STACK_NAME, children_of, cmdline, pid_alive, stack_dir
+from tricklab.client.embedded_redis import Embedded, port_free
+from tricklab.client.supervisor import (  # noqa: F401 - backoff_delay, describe_exit re-exported
+    Supervised,
+    Supervisor,
+    backoff_delay,
+    become_subreaper,
+    describe_exit,
+    say,
+    stop,
+)
+from tricklab.procs import LOCK_NAME, STACK_NAME, stack_dir
 from tricklab.settings import Settings, is_loopback
 
-INSTALL_REDIS = """\
-tricklab up needs a redis-server binary (Redis >= 6) or REDIS_URL pointing at a Redis.
-Install one of:
-  Debian/Ubuntu:  sudo apt-get install redis-server
-  macOS:          brew install redis
-  conda:          conda install -c conda-forge redis-server
-or run one in Docker:  docker run -p 6379:6379 redis:7 --appendonly yes
-                       REDIS_URL=redis://127.0.0.1:6379/0 make up"""
-
 READY_WARN_S = 120.0  # say so when the stack is not ready after this long (and keep waiting)
-ORPHAN_GRACE_S = 60.0  # SIGTERM -> SIGKILL for what a dead worker left behind
 EXIT_BUSY = 3  # another `tricklab up` runs this checkout
-
-
-def say(msg: str) -> None:
-    print(f"tricklab up: {msg}", file=sys.stderr, flush=True)
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def find_redis_server() -> str | None:
-    exe = shutil.which("redis-server")
-    if exe:
-        return exe
-    try:  # the `redis-server` wheel on PyPI ships a binary
-        import redis_server  # type: ignore[import-not-found]
-
-        path = getattr(redis_server, "REDIS_SERVER_PATH", None)
-        return str(path) if path and Path(path).exists() else None
-    except ImportError:
-        return None
-
-
-def ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-# ------------------------------------------------------------------------ auth banner
 
 
 def auth_required(auth: str, host: str) -> bool:
@@ -211,237 +162,6 @@ class StackLock:
 # ----------------------------------------------------------------------------- Redis
 
 
-class Embedded:
-    """A private redis-server under var/redis; one left by an earlier `up` that died is
-    adopted. Only what this `up` started or adopted is ever stopped."""
-
-    def __init__(self, root: Path, port: int) -> None:
-        self.dir = root / "var" / "redis"
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-        self.adopted_pid: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else self.adopted_pid
-
-    def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        pidfile, portfile = self.dir / "redis.pid", self.dir / "port"
-        if pidfile.exists() and portfile.exists():
-            try:
-                pid, port = int(pidfile.read_text()), int(portfile.read_text())
-            except ValueError:
-                pid, port = 0, 0
-            # Only a redis-server (the pid may have been reused) that answers on its port.
-            cmd = cmdline(pid) if pid else ""
-            if pid and pid_alive(pid) and ping(port) and (not cmd or "redis-server" in cmd):
-                self.port, self.adopted_pid = port, pid
-                print(f"  adopting the embedded Redis an earlier run left behind (pid {pid})")
-                return
-            pidfile.unlink(missing_ok=True)  # stale
-        exe = find_redis_server()
-        if exe is None:
-            sys.exit(INSTALL_REDIS)
-        if not port_free("127.0.0.1", self.port):
-            self.port = free_port()
-        # Its own session: a terminal Ctrl-C reaches up.py, which stops Redis last.
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--pidfile", str(pidfile),
-                "--appendonly", "yes",
-                "--appendfsync", "always",  # nothing acknowledged is lost on kill -9 (see README: Reliability)
-                "--maxmemory-policy", "noeviction",
-                "--logfile", str(self.dir / "redis.log"),
-            ],
-            start_new_session=True,
-        )  # fmt: skip
-        portfile.write_text(str(self.port))
-        deadline = time.monotonic() + 15
-        while not ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"redis-server did not start; see {self.dir / 'redis.log'}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        pid = self.pid
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)  # Redis fsyncs the AOF and exits
-        except ProcessLookupError:
-            return
-        if self.proc:
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        else:
-            deadline = time.monotonic() + 15
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-
-# ------------------------------------------------------------------------ supervision
-
-
-def _prctl() -> Any:
-    """libc's prctl on Linux, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-_PRCTL = _prctl()
-
-
-def _term_with_parent() -> None:  # runs in the child between fork and exec
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)  # `up` killed -9: its children stop too
-
-
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Seconds before restart number `failures` of a run of exits in a row (1, 2, ...)."""
-    return min(cap, base * 2 ** max(0, failures - 1))
-
-
-def describe_exit(rc: int) -> str:
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        return f"was killed by {name} (signal {-rc})"
-    return f"exited with code {rc}"
-
-
-@dataclass
-class Supervised:
-    name: str
-    cmd: list[str]
-    env: dict[str, str]
-    grace_s: float  # SIGTERM -> SIGKILL when stopping
-    proc: subprocess.Popen | None = None
-    started_at: float = 0.0
-    failures: int = 0  # exits in a row, each before up_stable_s
-    restarts: int = 0
-    restart_at: float | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, start_new_session=True, preexec_fn=_term_with_parent
-        )
-        self.started_at = time.monotonic()
-        self.restart_at = None
-
-
-@dataclass
-class Supervisor:
-    services: list[Supervised]
-    base_s: float
-    cap_s: float
-    stable_s: float
-    keep: set[int] = field(default_factory=set)  # our children that are not orphans (Redis)
-    orphans: dict[int, float] = field(default_factory=dict)  # pid -> when SIGTERM was sent
-    on_change: Any = None  # called after a (re)start: rewrite the stack file
-    # Stop and reap children we did not start. Only in `tricklab up` itself, a subreaper
-    # whose every other child is an orphan (never in a process with children of its own).
-    reap: bool = False
-
-    def pids(self) -> dict[str, int | None]:
-        return {s.name: s.proc.pid if s.proc else None for s in self.services}
-
-    def tick(self, now: float) -> None:
-        for s in self.services:
-            if s.proc is not None and s.proc.poll() is not None:
-                up_for = now - s.started_at
-                s.failures = 1 if up_for >= self.stable_s else s.failures + 1
-                delay = backoff_delay(s.failures, self.base_s, self.cap_s)
-                say(
-                    f"{s.name} (pid {s.proc.pid}) {describe_exit(s.proc.returncode)} after "
-                    f"{up_for:.1f} s; restarting it in {delay:g} s "
-                    f"(restart {s.restarts + 1}, exit {s.failures} in a row); the rest keeps running"
-                )
-                s.proc, s.restart_at = None, now + delay
-            if s.proc is None and s.restart_at is not None and now >= s.restart_at:
-                s.start()
-                s.restarts += 1
-                say(f"{s.name} restarted (pid {s.proc.pid if s.proc else '?'})")
-                if self.on_change:
-                    self.on_change()
-        self.reap_orphans(now)
-
-    def reap_orphans(self, now: float) -> None:
-        """What a dead worker left behind is re-parented to us (we are a subreaper on
-        Linux): SIGTERM it (a pool child checkpoints its job and re-queues it), SIGKILL it
-        after ORPHAN_GRACE_S, reap it."""
-        if not self.reap:
-            return
-        ours = {s.proc.pid for s in self.services if s.proc} | self.keep
-        for pid in children_of(os.getpid()):
-            if pid in ours or pid in self.orphans:
-                continue
-            say(f"stopping pid {pid} that a dead process left behind: {cmdline(pid)[:120]}")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            self.orphans[pid] = now
-        for pid, sent in list(self.orphans.items()):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                del self.orphans[pid]
-            elif now - sent > ORPHAN_GRACE_S:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def stop_all(self, stopping: dict) -> None:
-        """API first (no new jobs while the worker drains), then the worker, then orphans."""
-        for s in reversed(self.services):
-            s.restart_at = None
-            if s.proc is not None:
-                stop(s.proc, s.grace_s, stopping)
-        deadline = time.monotonic() + ORPHAN_GRACE_S
-        while True:
-            self.reap_orphans(time.monotonic())
-            if not self.orphans or time.monotonic() > deadline or stopping["n"] > 1:
-                break
-            time.sleep(0.1)
-        for pid in self.orphans:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-
-
-def stop(p: subprocess.Popen, timeout: float, stopping: dict) -> None:
-    if p.poll() is not None:
-        return
-    p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while p.poll() is None and time.monotonic() < deadline:
-        if stopping["n"] > 1:  # a second Ctrl-C: do not wait for the drain
-            break
-        time.sleep(0.1)
-    if p.poll() is None:
-        p.kill()
-        p.wait(5)
-
-
 def probe(url: str) -> tuple[bool, str]:
     """(ready, what it said) for /readyz or /healthz."""
     import httpx
@@ -505,7 +225,7 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     # What a dead worker leaves behind becomes our child, not init's, and is stopped.
-    subreaper = _PRCTL is not None and _PRCTL(PR_SET_CHILD_SUBREAPER, 1) == 0
+    subreaper = become_subreaper()
 
     print("tricklab up", flush=True)
     redis: Embedded | None = None
