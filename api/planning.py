@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from api.uploads import DatasetRepo
 from tricklab.server.reuse import spec_hash
 from tricklab.server.store import Store
+from tricklab.server.workers import cached_coverage
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.params import count_parameters
 from tricks.schedule_steps import check_realised, realised
@@ -87,28 +87,10 @@ def plan_job(spec: JobSpec, repo: DatasetRepo, tenant: str) -> tuple[DatasetMeta
     return meta, make_plan(spec, meta)
 
 
-def live_worker_queues(store: Store, ttl_s: float) -> set[str]:
-    """Queues that live workers said they consume (their heartbeat info)."""
-    queues: set[str] = set()
-    for info in store.workers.infos(store.workers.alive(ttl_s)):
-        queues.update(q for q in info.get("queues", []) if isinstance(q, str))
-    return queues
-
-
-# Live queues change when a worker starts or dies (seconds), not per request: cache them
-# briefly so POST /jobs does not read every worker's record each time.
-QUEUES_CACHE_S = 2.0
-_queues_cache: dict[str, tuple[float, set[str]]] = {}
-
-
 def cached_worker_queues(store: Store, ttl_s: float) -> set[str]:
-    now = time.monotonic()
-    hit = _queues_cache.get(store.p)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    queues = live_worker_queues(store, ttl_s)
-    _queues_cache[store.p] = (now + QUEUES_CACHE_S, queues)
-    return queues
+    """Queues that live workers said they consume: their heartbeats change in seconds,
+    not per request, so one reading (shared with every job's pending_reason) serves."""
+    return {q for q, n in cached_coverage(store.workers, ttl_s).per_queue.items() if n}
 
 
 def choose_queue(spec: JobSpec, store: Store, ttl_s: float) -> str:

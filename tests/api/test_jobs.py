@@ -55,7 +55,7 @@ def test_device_picks_the_queue(api, client):
     assert api.create_job(client)["queue"] == "cpu"  # auto, no GPU worker alive
     api.store.workers.beat("gpu-test@x", info={"queues": ["gpu"], "gpus": 1})
     try:
-        # the API caches live queues for QUEUES_CACHE_S (2 s): a new GPU worker is seen
+        # the API caches live queues for COVERAGE_CACHE_S (2 s): a new GPU worker is seen
         # within that bound, not necessarily by the very next request
         wait_for(lambda: api.create_job(client)["queue"] == "gpu", 3, 0.2, what="a gpu job")
     finally:

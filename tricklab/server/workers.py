@@ -91,19 +91,16 @@ def reason_for(queue: str, coverage: Coverage) -> str | None:
 # reason at once, so the reason is computed from the heartbeats when a job is read.
 # The heartbeats change in seconds, so one reading serves a process for COVERAGE_CACHE_S.
 COVERAGE_CACHE_S = 2.0
-_cache: dict[tuple[int, str, str], tuple[float, Coverage]] = {}
+_cache: dict[tuple[int, str], tuple[float, Coverage]] = {}
 _cache_lock = threading.Lock()
 _clients: dict[tuple[int, str], Any] = {}
 
 
-def current_coverage() -> Coverage | None:
-    """This deployment's coverage (settings: redis_url, key_prefix, worker_ttl_s), cached
-    per process for COVERAGE_CACHE_S; None when Redis cannot be read."""
-    from tricklab.server.connection import connect
-    from tricklab.settings import get_settings
-
-    s = get_settings()
-    key = (os.getpid(), s.redis_url, s.key_prefix)
+def cached_coverage(workers: Workers, ttl_s: float) -> Coverage:
+    """workers.coverage(ttl_s), read at most once per COVERAGE_CACHE_S per process and
+    keyspace: what POST /jobs (choosing a queue) and every job read (its pending_reason)
+    share. Raises redis errors."""
+    key = (os.getpid(), workers.keys.p)
     now = time.monotonic()
     hit = _cache.get(key)
     if hit is not None and hit[0] > now:
@@ -112,16 +109,26 @@ def current_coverage() -> Coverage | None:
         hit = _cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        r = _clients.get(key[:2])
-        if r is None:
-            r = _clients[key[:2]] = connect(s.redis_url)
-        try:
-            cov = Workers(r, Keyspace(s.key_prefix)).coverage(s.worker_ttl_s)
-        except redis.RedisError as e:
-            log.warning("could not read the workers' heartbeats: %s", e)
-            return None
+        cov = workers.coverage(ttl_s)
         _cache[key] = (now + COVERAGE_CACHE_S, cov)
         return cov
+
+
+def current_coverage() -> Coverage | None:
+    """This deployment's coverage (settings: redis_url, key_prefix, worker_ttl_s), cached
+    (cached_coverage); None when Redis cannot be read."""
+    from tricklab.server.connection import connect
+    from tricklab.settings import get_settings
+
+    s = get_settings()
+    r = _clients.get((os.getpid(), s.redis_url))
+    if r is None:
+        r = _clients[(os.getpid(), s.redis_url)] = connect(s.redis_url)
+    try:
+        return cached_coverage(Workers(r, Keyspace(s.key_prefix)), s.worker_ttl_s)
+    except redis.RedisError as e:
+        log.warning("could not read the workers' heartbeats: %s", e)
+        return None
 
 
 def pending_reason(job: Mapping[str, Any]) -> str | None:
