@@ -24,7 +24,6 @@ from tricklab.contract import TERMINAL
 from tricklab.search_spec import SearchSpec, base_epochs, probes, rungs, trial_spec
 from tricklab.server import retention
 from tricklab.server.searches import SearchNotFound, SearchStore
-from tricklab.settings import Settings
 from tricks.spec import JobSpec, SpecError, validation_errors
 
 router = APIRouter(prefix="/searches", tags=["searches"])
@@ -208,16 +207,6 @@ def _cancel(ss: SearchStore, search_id: str) -> list[dict[str, str]]:
             ss.unlock(search_id, token)
 
 
-def _delete_jobs(ss: SearchStore, settings: Settings, search: dict[str, Any]) -> list[str]:
-    """Delete every finished job of the search; the ids of those not finished yet."""
-    remaining = []
-    for job_id in ss.job_ids(search):
-        res = retention.delete_job(ss.store, settings, job_id, search["tenant"])
-        if res not in ("deleted", "missing"):
-            remaining.append(job_id)
-    return remaining
-
-
 @router.delete(
     "/{search_id}",
     status_code=204,
@@ -240,7 +229,9 @@ async def delete_search(
     await run_in_threadpool(_cancel, ss, search_id)
     deadline = time.monotonic() + settings.delete_wait_s
     while True:
-        remaining = await run_in_threadpool(_delete_jobs, ss, settings, search)
+        remaining = await run_in_threadpool(
+            retention.delete_jobs, store, settings, ss.job_ids(search), search["tenant"]
+        )
         if not remaining:
             if not await run_in_threadpool(ss.delete_record, search_id, tenant):
                 raise not_found("search", search_id)  # a concurrent DELETE got there first

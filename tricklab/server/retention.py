@@ -238,13 +238,16 @@ def _finished_before(job: dict[str, Any], cutoff: float) -> bool:
     return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp() < cutoff
 
 
+def delete_jobs(store: Store, settings: Settings, job_ids: list[str], tenant: str) -> list[str]:
+    """Delete each finished job of a sweep or search; the ids of those not finished yet."""
+    return [
+        j for j in job_ids if delete_job(store, settings, j, tenant) not in ("deleted", "missing")
+    ]
+
+
 def delete_sweep_jobs(store: Store, settings: Settings, sweep: dict[str, Any]) -> list[str]:
     """Delete every finished child of a sweep; the ids of those not finished yet."""
-    remaining = []
-    for c in sweep["children"]:
-        if delete_job(store, settings, c["job_id"], sweep["tenant"]) not in ("deleted", "missing"):
-            remaining.append(c["job_id"])
-    return remaining
+    return delete_jobs(store, settings, [c["job_id"] for c in sweep["children"]], sweep["tenant"])
 
 
 def _best_epoch(raw: str | None) -> int | None:
