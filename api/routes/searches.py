@@ -22,7 +22,7 @@ from api.search_view import search_public, search_status
 from api.submit import prepare_job
 from tricklab.contract import TERMINAL
 from tricklab.search_spec import SearchSpec, base_epochs, probes, rungs, trial_spec
-from tricklab.server import retention
+from tricklab.server import retention, search_retention
 from tricklab.server.searches import SearchNotFound, SearchStore
 from tricks.spec import JobSpec, SpecError, validation_errors
 
@@ -241,4 +241,5 @@ async def delete_search(
         await asyncio.sleep(0.1)
     for job_id in remaining:
         await run_in_threadpool(retention.request_delete, store, job_id)
+    await run_in_threadpool(search_retention.request_delete, store, search_id)
     return JSONResponse({"id": search_id, "status": "deleting", "jobs": remaining}, status_code=202)

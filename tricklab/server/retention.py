@@ -22,6 +22,8 @@ process at a time under a lock; `python -m tricklab.server.retention` runs one b
   keeps every file a job wrote. Why "last" by default: per-epoch copies grow with epochs
   x model size (1.4 GB for 40 epochs of a 2048x2048 MLP) and only an explicit fork, soon
   after the run, reads them;
+- a sweep or a search goes as a whole: when its deletion was asked for, or when it is
+  finished and every job of it is past the TTL (tricklab.server.search_retention);
 - worker records with no heartbeat for settings.worker_prune_after x worker_ttl_s go;
 - broker messages of jobs that are no longer queued (cancelled while queued, deleted) are
   removed from the queue lists, so a queue no worker consumes stops growing.
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from tricklab.contract import QUEUES, TERMINAL, TRAIN_TASK
+from tricklab.server import search_retention
 from tricklab.server.store import Store
 from tricklab.settings import Settings
 from tricks.pinned import PINNED_DIR
@@ -136,6 +139,7 @@ class Report:
     expired: list[str] = field(default_factory=list)
     deleted_requested: list[str] = field(default_factory=list)
     sweeps_deleted: list[str] = field(default_factory=list)
+    searches_deleted: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     workers_pruned: list[str] = field(default_factory=list)
     messages_removed: int = 0
@@ -168,12 +172,13 @@ def _jobs(store: Store, settings: Settings, now: float, rep: Report) -> None:
 
     A sweep's child is never deleted alone: its sweep's scheduler would take a missing
     child for a pending one and create it again. A sweep goes as a whole (_sweep_round)
-    once nothing in it can start any more and all its jobs are due. A search's trials are
-    left to the search (DELETE /searches/{id})."""
+    once nothing in it can start any more and all its jobs are due. A search goes as a
+    whole too (search_retention.search_round), once a job of it is due."""
     ttl_s = settings.job_ttl_days * 86400.0
     fields = ("status", "finished_at", "delete_requested", "best", "checkpoints_pruned")
     more = ("sweep_id", "search_id")
     sweeps: dict[str, bool] = {}  # sweep id -> may go (every child seen so far is due)
+    searches: set[str] = set()  # searches with a due job: search_round checks the rest
     grace_s = settings.checkpoint_grace_hours * 3600.0
     for status in TERMINAL:
         ids = store.jobs_in(status)
@@ -190,7 +195,10 @@ def _jobs(store: Store, settings: Settings, now: float, rep: Report) -> None:
                 due = finished and (del_req == "1" or expired)
                 if sweep_id:
                     sweeps[sweep_id] = sweeps.get(sweep_id, True) and due
-                elif due and not search_id:
+                elif search_id:
+                    if due:
+                        searches.add(search_id)
+                elif due:
                     if delete_job(store, settings, jid) == "deleted":
                         (rep.deleted_requested if del_req == "1" else rep.expired).append(jid)
                     continue
@@ -202,9 +210,15 @@ def _jobs(store: Store, settings: Settings, now: float, rep: Report) -> None:
                     settings.job_dir(jid) / "checkpoints", best_epoch=_best_epoch(best)
                 )
                 store.flag(jid, "checkpoints_pruned", "1")  # nothing writes to it any more
+    cutoff = now - ttl_s if ttl_s > 0 else 0.0
     for sweep_id, may_go in sweeps.items():
         if may_go:
-            _sweep_round(store, settings, sweep_id, now - ttl_s if ttl_s > 0 else 0.0, rep)
+            _sweep_round(store, settings, sweep_id, cutoff, rep)
+    for search_id in sorted(searches):
+        if search_retention.search_round(
+            store, settings, search_id, lambda job: _finished_before(job, cutoff), delete_jobs
+        ):
+            rep.searches_deleted.append(search_id)
 
 
 def _sweep_round(
