@@ -121,15 +121,18 @@ def check_upload_size(size: int, limits: Limits) -> None:
 
 
 def check_dataset_storage(repo: DatasetRepo, tenant: str, size: int, limits: Limits) -> None:
-    """413 when this upload would take the tenant's stored datasets past max_dataset_bytes_total."""
-    used = sum(int(d.get("bytes") or 0) for d in repo.list(tenant))
+    """413 when storing `size` more bytes would take the tenant's stored datasets past
+    max_dataset_bytes_total. `size` is what the new dataset will take on disk (its .npy
+    files), known from headers and row counts before any array data is written."""
+    used = repo.stored_total(tenant)
     if used + size > limits.max_dataset_bytes_total:
         raise quota_error(
             413,
             "max_dataset_bytes_total",
-            f"your datasets use {used} bytes; this {size} byte upload would pass the "
-            f"{limits.max_dataset_bytes_total} byte limit (max_dataset_bytes_total); "
+            f"your datasets store {used} bytes; this dataset would store {size} more, past "
+            f"the {limits.max_dataset_bytes_total} byte limit (max_dataset_bytes_total); "
             "delete a dataset first",
             used=used,
+            stored_bytes=size,
             max_dataset_bytes_total=limits.max_dataset_bytes_total,
         )

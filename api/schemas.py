@@ -48,6 +48,11 @@ class Progress(BaseModel):
     fraction: float = 0.0
     eta_seconds: float | None = None
     samples_per_second: float = 0.0
+    first_log_at: float | None = Field(
+        None,
+        description="Unix time of this attempt's first log point (with log_every 1: the end "
+        "of its first optimizer step); the claim is started_at.",
+    )
 
 
 class Best(BaseModel):
@@ -99,6 +104,24 @@ class Plan(BaseModel):
     )
 
 
+class AttemptPublic(BaseModel):
+    """One attempt of a job (GET /jobs/{id}?include=attempts), from its event stream."""
+
+    attempt: int = Field(description="1-based, as the record's `attempts` counts them.")
+    claimed_at: str | None = Field(description="When a worker claimed it (UTC, ISO 8601).")
+    worker: str | None = Field(description="The worker that claimed it.")
+    device: str | None = Field(description="The device it trained on (cpu, cuda:0, ...).")
+    resumed_from_step: int | None = Field(
+        description="The step it resumed from (a checkpoint); null when it started at step 0."
+    )
+    ended_at: str | None = Field(description="When it ended; null while it runs.")
+    ended: str | None = Field(
+        description="How it ended: preempted, worker lost, lease expired (re-queued), or the "
+        "job's terminal status. All fields but `attempt` are null when its events were "
+        "trimmed from the capped stream."
+    )
+
+
 class JobPublic(BaseModel):
     id: str
     name: str
@@ -138,6 +161,11 @@ class JobPublic(BaseModel):
         description="Why a queued job is not starting, from the live workers' heartbeats "
         '(e.g. "no live worker serves the gpu queue"); null when a live worker serves its '
         "queue or the job is not queued.",
+    )
+    attempt_history: list[AttemptPublic] | None = Field(
+        None,
+        description="With ?include=attempts on GET /jobs/{id}: each attempt, oldest first "
+        "(claimed, by which worker, resumed from which step, ended how); null otherwise.",
     )
 
 
@@ -261,9 +289,17 @@ class DatasetPublic(BaseModel):
     num_classes: int
     n_train: int
     n_val: int = Field(
-        description="0 when the dataset has no own split: data.val_fraction applies."
+        description="Without an own split (own_val false) the split of the default "
+        "val_fraction; a job applies its data.val_fraction. 0 on older records without one."
     )
     builtin: bool
+    dtype: str = Field("float32", description="x's stored dtype (uint8 images stay uint8).")
+    stored_bytes: int = Field(0, description="Bytes the stored arrays take on disk.")
+    class_counts: list[int] = Field(default_factory=list, description="Samples per class.")
+    classes: list[str] = Field(
+        default_factory=list, description="Class names (image folders), when known."
+    )
+    own_val: bool | None = Field(None, description="Whether x_val/y_val were uploaded.")
     filename: str | None = None
     bytes: int | None = None
     created_at: str | None = None

@@ -1,34 +1,39 @@
-"""Uploaded datasets: arrays in settings.datasets_dir/{id}.npz, metadata in Redis.
+"""Uploaded datasets: arrays in settings.datasets_dir/{id}/ (tricks.uploads layout), metadata in Redis.
 
 Keys (P = settings.key_prefix): P:ds:{id} hash {tenant, meta (JSON)}; P:t:{tenant}:datasets set.
+The arrays are written by tricks.ingest (a staging directory renamed into place); this
+repo records the meta once they are there, and removes them again if that fails.
+Older deployments stored {id}.npz; reading and deleting handle both layouts.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis
 
 from tricklab.server.keyspace import Keyspace
 from tricklab.server.records import iso
+from tricks.uploads import remove_stored
 
 # No space left on the device, or the disk quota of the API's user is used up.
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StorageFull(Exception):
-    """The artifact disk has no room for an upload (the partial file is already removed)."""
+    """The artifact disk has no room for an upload (the partial files are already removed)."""
 
     def __init__(self, where: Path, err: OSError) -> None:
         super().__init__(f"no space left on the artifact disk ({where}): {err.strerror}")
         self.where = where
+
+
+def is_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in FULL
 
 
 class DatasetRepo:
@@ -44,29 +49,11 @@ class DatasetRepo:
         return self.keys.datasets(tenant)
 
     def path(self, ds_id: str) -> Path:
-        return self.dir / f"{ds_id}.npz"
+        """The dataset's directory (the current layout)."""
+        return self.dir / ds_id
 
-    def save(self, tenant: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict:
-        """Write the arrays atomically (temp file + rename), then the metadata; undo on failure.
-
-        Raises StorageFull when the disk (or a disk quota) is full; nothing is left behind.
-        """
-        final = self.path(meta["id"])
-        tmp: str | None = None
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".upload-", suffix=".npz.tmp")
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException as e:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            if isinstance(e, OSError) and e.errno in FULL:
-                raise StorageFull(self.dir, e) from e
-            raise
+    def record(self, tenant: str, meta: dict[str, Any]) -> dict:
+        """Write the metadata of arrays already stored; on failure remove the arrays."""
         record = {**meta, "created_at": time.time()}
         try:
             with self.r.pipeline(transaction=True) as pipe:
@@ -76,7 +63,7 @@ class DatasetRepo:
                 pipe.sadd(self.tenant_key(tenant), meta["id"])
                 pipe.execute()
         except BaseException:
-            final.unlink(missing_ok=True)
+            remove_stored(self.dir, meta["id"])
             raise
         return self._public(record)
 
@@ -94,12 +81,16 @@ class DatasetRepo:
             rows = pipe.execute()
         return [self._public(json.loads(m)) for m in rows if m]
 
+    def stored_total(self, tenant: str) -> int:
+        """Bytes the tenant's datasets take on disk (older records: their upload's bytes)."""
+        return sum(int(d.get("stored_bytes") or d.get("bytes") or 0) for d in self.list(tenant))
+
     def delete(self, ds_id: str, tenant: str) -> None:
         with self.r.pipeline(transaction=True) as pipe:
             pipe.delete(self.key(ds_id))
             pipe.srem(self.tenant_key(tenant), ds_id)
             pipe.execute()
-        self.path(ds_id).unlink(missing_ok=True)
+        remove_stored(self.dir, ds_id)
 
     @staticmethod
     def _public(record: dict) -> dict:

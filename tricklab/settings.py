@@ -28,9 +28,15 @@ class Settings(BaseSettings):
     port: int = Field(8000, validation_alias=AliasChoices("PORT", "TRICKLAB_PORT"))
     key_prefix: str = Field("tl", description="Prefix of every Redis key tricklab writes.")
 
-    max_upload_bytes: int = 64 * 2**20
+    max_upload_bytes: int = 4 * 2**30  # one dataset file; ingest streams it from disk
     max_body_bytes: int = 1 * 2**20
+    # A resumable upload (POST /uploads, api/tus.py) not finished this long after it was
+    # created is removed (file and record), lazily on access and by the retention round.
+    upload_expiry_s: float = Field(24 * 3600.0, gt=0)
     max_job_seconds: int = 24 * 3600
+    # Each worker process keeps the stored arrays of recently used datasets (memory-mapped,
+    # tricks.data_cache) up to this many bytes, so a sweep's jobs read a dataset once.
+    data_cache_bytes: int = Field(4 * 2**30, ge=0)
     # A worker is "alive" while its heartbeat is younger than this.
     worker_ttl_s: float = 15.0
     # A running job whose lease is older than this is re-queued by the reaper.
@@ -77,7 +83,7 @@ class Settings(BaseSettings):
     auth: Literal["auto", "required", "off"] = "auto"
     # Per-tenant limits (api/quotas.py); an API key may override each one.
     max_active_jobs: int = 100  # queued + running
-    max_dataset_bytes_total: int = 1 * 2**30  # stored uploads of one tenant
+    max_dataset_bytes_total: int = 20 * 2**30  # bytes stored (.npy) of one tenant's datasets
     max_train_samples: int = 2 * 10**9  # training.epochs x n_train of one job
     rate_limit_per_s: float = 20.0  # token bucket per API key
     rate_limit_burst: int = 100

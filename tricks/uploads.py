@@ -2,6 +2,12 @@
 
 numpy only: the API imports this module and must stay torch-free.
 
+The API ingests uploads with tricks.ingest (streamed from disk, bounded memory, every
+format, native dtypes); this module is where the names other code imports live:
+`open_stored` / `stored_bytes` (the stored layout, tricks.ingest.stored), `UploadError`,
+`kind_of`, and `read_upload`, the in-memory parser of a small .npz/.csv (float32 x,
+int64 y) that tools and tests use on bytes they already hold.
+
 An upload is hostile until proven otherwise. For .npz the zip directory is read
 first: only x.npy, y.npy, x_val.npy, y_val.npy may be present, each once, and their
 declared uncompressed sizes must sum below a limit (a zip bomb is refused before
@@ -21,6 +27,7 @@ from typing import IO, Literal
 
 import numpy as np
 
+from tricks.ingest.stored import open_stored, remove_stored, stored_bytes  # noqa: F401
 from tricks.spec import DatasetMeta
 
 MIN_SAMPLES = 10

@@ -80,8 +80,10 @@ def _missing_dataset(exc: BaseException) -> str | None:
     if e is None or not e.filename:
         return None
     path = Path(os.path.abspath(e.filename))
-    if path.parent.name == "datasets" and path.suffix == ".npz":
-        return path.stem
+    if path.parent.parent.name == "datasets" and path.suffix == ".npy":
+        path = path.parent  # a member file of datasets/{id}/
+    if path.parent.name == "datasets" and path.suffix in (".npz", ""):
+        return path.stem  # datasets/{id}/ (tricks.uploads.open_stored) or a legacy {id}.npz
     return None
 
 

@@ -56,12 +56,16 @@ def test_npz_upload_is_stored_listed_and_trainable(api, client):
     ds = r.json()
     assert ds["id"].startswith("d") and r.headers["location"] == f"/datasets/{ds['id']}"
     assert ds["kind"] == "tabular" and ds["input_shape"] == [3] and ds["num_classes"] == 3
-    assert ds["n_train"] == 60 and ds["n_val"] == 0 and ds["builtin"] is False
+    # no own split: n_train/n_val show the default val_fraction's split (0.2 of 60)
+    assert ds["n_train"] == 48 and ds["n_val"] == 12 and ds["own_val"] is False
+    assert ds["builtin"] is False and ds["class_counts"] == [20, 20, 20]
     assert ds["name"] == "toy set" and ds["filename"] == "toy.npz" and ds["bytes"] > 0
-    assert ds["created_at"]
-    assert f"{ds['id']}.npz" in stored(api)
-    with np.load(api.artifact_dir / "datasets" / f"{ds['id']}.npz", allow_pickle=False) as z:
-        assert z["x"].dtype == np.float32 and z["y"].dtype == np.int64 and len(z["y"]) == 60
+    assert ds["created_at"] and ds["dtype"] == "float32"
+    assert ds["id"] in stored(api)  # the directory layout: {id}/x.npy, {id}/y.npy
+    d = api.artifact_dir / "datasets" / ds["id"]
+    x, y = np.load(d / "x.npy", allow_pickle=False), np.load(d / "y.npy", allow_pickle=False)
+    assert x.dtype == np.float32 and y.dtype == np.uint8 and len(y) == 60  # smallest label type
+    assert ds["stored_bytes"] == (d / "x.npy").stat().st_size + (d / "y.npy").stat().st_size
     assert ds["id"] in listed_ids(client)
     assert client.get(f"/datasets/{ds['id']}").json() == ds
 
@@ -91,7 +95,7 @@ def test_npz_upload_is_stored_listed_and_trainable(api, client):
     assert job.json()["id"] in busy["message"]
     assert client.post(f"/jobs/{job.json()['id']}/cancel").status_code in (200, 202)
     assert client.delete(f"/datasets/{ds['id']}").status_code == 204
-    assert ds["id"] not in listed_ids(client) and f"{ds['id']}.npz" not in stored(api)
+    assert ds["id"] not in listed_ids(client) and ds["id"] not in stored(api)
     assert_error(client.get(f"/datasets/{ds['id']}"), 404)
     assert_error(client.delete(f"/datasets/{ds['id']}"), 404)
 
@@ -101,8 +105,8 @@ def test_csv_upload_is_stored_and_listed(api, client):
     assert r.status_code == 201, r.text
     ds = r.json()
     assert ds["kind"] == "tabular" and ds["input_shape"] == [2] and ds["num_classes"] == 2
-    assert ds["n_train"] == 40 and ds["id"] in listed_ids(client)
-    assert f"{ds['id']}.npz" in stored(api)
+    assert ds["n_train"] + ds["n_val"] == 40 and ds["id"] in listed_ids(client)
+    assert ds["id"] in stored(api)
 
 
 def _pickled() -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_a_deleted_dataset_fails_the_job_without_a_server_path(rel):
             "training": {"epochs": 1, "batch_size": 16},
         }
         jid = submit(c, body)["id"]  # no worker yet: it waits in the queue
-        (rel.artifact_dir / "datasets" / f"{ds}.npz").unlink()
+        shutil.rmtree(rel.artifact_dir / "datasets" / ds)  # {id}/x.npy, y.npy
         rel.add_worker()
         done = wait_done(c, jid, 120)
         assert done["status"] == "failed", done

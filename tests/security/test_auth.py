@@ -202,7 +202,8 @@ def test_upload_limits_per_key(secure_api):
         assert err["details"]["limit"] == "max_upload_bytes"
 
     small = _npz(40)
-    key = secure_api.make_key("hoarder", "--max-dataset-bytes-total", str(len(small) * 2 + 10))
+    stored = 40 * 3 * 4 + 40 + 2 * 128  # float32 x, uint8 y, two 128-byte .npy headers
+    key = secure_api.make_key("hoarder", "--max-dataset-bytes-total", str(stored * 2 + 10))
     with secure_api.client(key["key"]) as c:
         for _ in range(2):
             f = {"file": ("s.npz", small, "application/octet-stream")}

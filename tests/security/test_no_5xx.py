@@ -267,7 +267,7 @@ def test_an_upload_to_a_full_disk_is_507_and_leaves_nothing(full_disk_api):
         # with room again the same upload is stored: the 507 was the disk, nothing else
         r = upload(c, "digits.npz", data)
         assert r.status_code == 201, r.text
-        assert dataset_files(full_disk_api.artifact_dir) == [f"{r.json()['id']}.npz"]
+        assert dataset_files(full_disk_api.artifact_dir) == [r.json()["id"]]  # {id}/x.npy, y.npy
 
 
 # ------------------------------------------------------------------ 5. generated bodies

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tricks.spec.base import SpecError
 from tricks.spec.image_archs import IMAGE_ARCHS
@@ -24,6 +24,15 @@ class DatasetMeta(BaseModel):
     n_train: int
     n_val: int
     builtin: bool = False
+    # Added with the stored layout; defaults keep older records valid.
+    dtype: str = "float32"  # x's stored dtype
+    stored_bytes: int = 0
+    class_counts: list[int] = Field(default_factory=list)  # train + val, per class
+    classes: list[str] = Field(default_factory=list)  # class names when known (image folders)
+    # True: x_val/y_val were uploaded. False: no own split; n_train/n_val show the split of
+    # the default val_fraction and a job splits n_train + n_val by its own. None: an older
+    # record, where n_val == 0 means no own split.
+    own_val: bool | None = None
 
 
 def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:
@@ -97,7 +106,7 @@ def check_model_input(spec: JobSpec, meta: DatasetMeta) -> None:
 
 def dataset_meta_after_split(meta: DatasetMeta, val_fraction: float) -> DatasetMeta:
     """Meta for datasets stored without a validation split (n_val == 0): apply val_fraction."""
-    if meta.n_val > 0:
+    if meta.own_val or (meta.own_val is None and meta.n_val > 0):
         return meta
-    n_train, n_val = split_sizes(meta.n_train, val_fraction)
+    n_train, n_val = split_sizes(meta.n_train + meta.n_val, val_fraction)
     return meta.model_copy(update={"n_train": n_train, "n_val": n_val})

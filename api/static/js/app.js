@@ -1,5 +1,5 @@
 // Hash router: #/ (jobs), #/jobs/{id}, #/new, #/compare?ids=a,b, #/sweeps,
-// #/sweeps/{id}, #/searches, #/searches/{id}. Each view is mount(root, params) →
+// #/sweeps/new (sweepform.js), #/sweeps/{id}, #/searches, #/searches/{id}, #/datasets, #/datasets/{id}. Each view is mount(root, params) →
 // cleanup(); cleanup stops its timers and streams. A job page picks its view from the job's task (training
 // curves, or the lr range test's loss vs lr). The first view mounts once the
 // API's vocabulary (GET /openapi.json: job statuses, the spec's fields) is in.
@@ -10,8 +10,10 @@ import { mountJob } from "./job.js";
 import { mountDesigner } from "./designer.js";
 import { mountCompare } from "./compare.js";
 import { mountSweeps, mountSweep } from "./sweeps.js";
+import { mountSweepForm } from "./sweepform.js";
 import { mountSearches, mountSearch } from "./searches.js";
 import { mountRangeTest } from "./rangetest.js";
+import { mountDatasets, mountDataset } from "./datasets.js";
 import { h, errorText } from "./util.js";
 import { loadVocab } from "./vocab.js";
 
@@ -26,9 +28,12 @@ function parse() {
   if (path === "/" || path === "/jobs") return { name: "jobs", mount: mountJobs, params };
   if ((m = path.match(/^\/jobs\/([^/]+)$/))) return { name: "jobs", mount: mountJobPage, params: { ...params, id: decodeURIComponent(m[1]) } };
   if (path === "/sweeps") return { name: "sweeps", mount: mountSweeps, params };
+  if (path === "/sweeps/new") return { name: "sweeps", mount: mountSweepForm, params };
   if ((m = path.match(/^\/sweeps\/([^/]+)$/))) return { name: "sweeps", mount: mountSweep, params: { ...params, id: decodeURIComponent(m[1]) } };
   if (path === "/searches") return { name: "searches", mount: mountSearches, params };
   if ((m = path.match(/^\/searches\/([^/]+)$/))) return { name: "searches", mount: mountSearch, params: { ...params, id: decodeURIComponent(m[1]) } };
+  if (path === "/datasets") return { name: "datasets", mount: mountDatasets, params };
+  if ((m = path.match(/^\/datasets\/([^/]+)$/))) return { name: "datasets", mount: mountDataset, params: { ...params, id: decodeURIComponent(m[1]) } };
   if (path === "/new") return { name: "new", mount: mountDesigner, params };
   if (path === "/compare") return { name: "compare", mount: mountCompare, params };
   return { name: "", mount: (el) => el.append(h("p", { class: "empty" }, `No page at ${raw}. `, h("a", { href: "#/" }, "Back to jobs"))), params };

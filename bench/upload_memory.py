@@ -1,0 +1,148 @@
+"""API memory during a big dataset upload: resident-set growth and stored vs native bytes.
+
+Writes a uint8 image .npz of about --size-mib MiB to disk (N x 3 x 32 x 32, random
+pixels, stored uncompressed; the file is written a block at a time), starts a private
+redis-server and the API under uvicorn (tests/support/processes.py), warms the API up
+with a tiny upload, then POSTs the big file to /datasets streamed from the file object
+(httpx multipart reads it in chunks) while a thread samples VmRSS of the API process
+from /proc/<pid>/status every 10 ms. Prints the baseline RSS, the peak growth (target
+<= 64 MiB whatever the size) and stored bytes / native array bytes (target <= 1.05),
+then one JSON line.
+
+    python bench/upload_memory.py [--size-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from support.processes import RedisServer, free_port, service_env, start_api  # noqa: E402
+from support.waiting import wait_for  # noqa: E402
+
+IMAGE = (3, 32, 32)
+GROWTH_TARGET_MIB = 64
+RATIO_TARGET = 1.05
+
+
+def write_npz(path: Path, n: int, seed: int = 0) -> int:
+    """x (n, 3, 32, 32) uint8 and y (n,) uint8 as an uncompressed .npz; native bytes."""
+    rng = np.random.default_rng(seed)
+    header = {"descr": "|u1", "fortran_order": False, "shape": (n, *IMAGE)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zf.open("x.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for start in range(0, n, 8192):
+                rows = min(8192, n - start)
+                f.write(rng.integers(0, 256, size=(rows, *IMAGE), dtype=np.uint8).data)
+        with zf.open("y.npy", "w") as f:
+            np.save(f, (np.arange(n) % 10).astype(np.uint8))
+    return n * int(np.prod(IMAGE)) + n
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, rss_kib(pid), threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_kib(self.pid))
+            time.sleep(0.01)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mib", type=float, default=1024.0, help="size of the .npz to upload")
+    a = p.parse_args()
+    n = max(20, int(a.size_mib * 2**20 // (int(np.prod(IMAGE)) + 1)))
+    with tempfile.TemporaryDirectory(prefix="upload-memory-") as tmp:
+        tmpd = Path(tmp)
+        src = tmpd / "images.npz"
+        t0 = time.monotonic()
+        native = write_npz(src, n)
+        print(
+            f"generated {src.stat().st_size / 2**20:.1f} MiB .npz ({n} x 3x32x32 uint8) in {time.monotonic() - t0:.1f} s"
+        )
+        redis = RedisServer(port=free_port(), dir=tmpd / "redis", aof=False)
+        (tmpd / "redis").mkdir()
+        redis.start()
+        env = service_env(
+            f"redis://127.0.0.1:{redis.port}/0",
+            tmpd / "artifacts",
+            TRICKLAB_MAX_UPLOAD_BYTES=str(src.stat().st_size + 2**20),
+            TRICKLAB_MAX_DATASET_BYTES_TOTAL=str(4 * src.stat().st_size + 2**30),
+        )
+        port = free_port()
+        api = start_api(env, tmpd / "api.log", port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(
+                lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60, what="API"
+            )
+            assert api.proc is not None
+            return run(url, api.proc.pid, src, native, n)
+        finally:
+            api.stop()
+            redis.stop()
+
+
+def run(url: str, pid: int, src: Path, native: int, n: int) -> int:
+    with httpx.Client(base_url=url, timeout=3600) as c:
+        warm = tempfile.NamedTemporaryFile(suffix=".npz")  # noqa: SIM115
+        write_npz(Path(warm.name), 64, seed=1)
+        with open(warm.name, "rb") as fh:  # imports and first-use allocations, not counted
+            c.post("/datasets", files={"file": ("warm.npz", fh)}).raise_for_status()
+        time.sleep(0.5)
+        baseline = rss_kib(pid)
+        sampler = Sampler(pid)
+        sampler.start()
+        t0 = time.monotonic()
+        with open(src, "rb") as fh:
+            r = c.post("/datasets", files={"file": ("images.npz", fh, "application/octet-stream")})
+        elapsed = time.monotonic() - t0
+        sampler.stop.set()
+        sampler.join()
+    if r.status_code != 201:
+        print(f"upload failed: {r.status_code} {r.text[:500]}")
+        return 1
+    ds = r.json()
+    growth = (sampler.peak - baseline) / 1024
+    ratio = ds["stored_bytes"] / native
+    print(f"API baseline RSS:      {baseline / 1024:.1f} MiB")
+    print(f"API peak RSS growth:   {growth:.1f} MiB (target <= {GROWTH_TARGET_MIB})")
+    print(
+        f"stored / native bytes: {ratio:.4f} ({ds['stored_bytes']} / {native}; target <= {RATIO_TARGET})"
+    )
+    print(
+        f"upload + ingest:       {elapsed:.1f} s ({src.stat().st_size / 2**20 / elapsed:.0f} MiB/s)"
+    )
+    print(json.dumps({
+        "bench": "upload_memory", "size_mib": round(src.stat().st_size / 2**20, 1), "n": n,
+        "baseline_rss_mib": round(baseline / 1024, 1), "peak_growth_mib": round(growth, 1),
+        "stored_over_native": round(ratio, 4), "seconds": round(elapsed, 2),
+        "dtype": ds["dtype"], "shape": [n, *ds["input_shape"]],
+    }))  # fmt: skip
+    return 0 if growth <= GROWTH_TARGET_MIB and ratio <= RATIO_TARGET else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Image archives (.zip, .tar, .tar.gz): one folder per class of PNG/JPEG files.
+
+`cats/001.png, dogs/002.jpg, ...` (optionally under one top folder). Class names are
+sorted into label ids. Pass 1 reads only names and image headers: it refuses path
+traversal, links, nested archives and non-image files by name, checks every image's
+size against the per-image and total pixel budgets BEFORE anything is decoded (the
+defence against decompression bombs; Image.MAX_IMAGE_PIXELS is set too), and learns the
+stored shape. Pass 2 decodes each image, converts it to RGB (L when every image is
+grayscale), resizes it when a size was asked for, and writes uint8 (N, C, H, W).
+Members are visited in archive order both times, so a .tar.gz is streamed, never seeked.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from tricks.ingest.common import (
+    BLOCK_BYTES,
+    Plan,
+    check_classes,
+    check_min_samples,
+    label_dtype,
+    make_meta,
+)
+from tricks.ingest.stored import StagedDataset, npy_bytes
+from tricks.spec import DatasetMeta
+from tricks.uploads import UploadError
+
+IMAGE_EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+ARCHIVE_EXT = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".npz")
+GRAY = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+U8 = np.dtype(np.uint8)
+
+
+def is_archive(name: str) -> bool:
+    n = name.lower()
+    return n.endswith((".zip", ".tar", ".tar.gz", ".tgz"))
+
+
+def _members(path: Path, filename: str) -> Iterator[tuple[str, int, IO[bytes] | None]]:
+    """(name, declared bytes, file object or None for a directory), in archive order.
+
+    Links, devices and encrypted or oddly compressed members are refused by name."""
+    if filename.lower().endswith(".zip"):
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise UploadError(f"not a readable .zip archive: {e}") from None
+        with zf:
+            for info in zf.infolist():
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode in (0o120000, 0o020000, 0o060000, 0o010000, 0o140000):
+                    raise UploadError(
+                        f"'{info.filename}' is a link or special file; only image files are accepted"
+                    )
+                if info.is_dir():
+                    yield info.filename, 0, None
+                    continue
+                if info.flag_bits & 0x1 or info.compress_type not in (
+                    zipfile.ZIP_STORED,
+                    zipfile.ZIP_DEFLATED,
+                ):
+                    raise UploadError(
+                        f"'{info.filename}' is encrypted or uses an unsupported compression"
+                    )
+                with zf.open(info) as f:
+                    yield info.filename, info.file_size, f
+        return
+    try:
+        tf = tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise UploadError(f"not a readable .tar archive: {e}") from None
+    with tf:
+        for m in tf:
+            if m.isdir():
+                yield m.name, 0, None
+            elif not m.isfile():
+                raise UploadError(
+                    f"'{m.name}' is a link or special file; only image files are accepted"
+                )
+            else:
+                member = tf.extractfile(m)
+                assert member is not None
+                yield m.name, m.size, member
+
+
+def _checked_name(name: str) -> list[str] | None:
+    """The path's parts, None for what is skipped (hidden files, __MACOSX); 422 for traversal."""
+    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise UploadError(
+            f"'{name}' is an absolute or Windows path; archive paths must be relative"
+        )
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts or posixpath.isabs(name):
+        raise UploadError(
+            f"'{name}' leaves the archive (path traversal); paths must stay inside it"
+        )
+    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return None
+    return parts
+
+
+def _walk(path: Path, filename: str, plan: Plan, on_image) -> int:
+    """Visit every image member: check its name and declared size, call on_image(name, parts, f)."""
+    lim = plan.limits
+    inflated = 0
+    count = 0
+    try:
+        for name, size, f in _members(path, filename):
+            parts = _checked_name(name)
+            if parts is None or f is None:
+                continue
+            low = parts[-1].lower()
+            ext = posixpath.splitext(low)[1]
+            if low.endswith(ARCHIVE_EXT):
+                raise UploadError(
+                    f"'{name}' is a nested archive; put the image files in the archive itself"
+                )
+            if ext not in IMAGE_EXT:
+                raise UploadError(
+                    f"'{name}' is not a PNG or JPEG file (by its name); only images are accepted"
+                )
+            inflated += size
+            if inflated > lim.max_inflated_bytes:
+                raise UploadError(
+                    f"the archive inflates to more than the {lim.max_inflated_bytes} byte limit (at '{name}')"
+                )
+            count += 1
+            if count > lim.max_images:
+                raise UploadError(f"the archive holds more than {lim.max_images} images")
+            on_image(name, parts, f)
+    except UploadError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise UploadError(f"the archive is truncated or corrupt: {e}") from None
+    return count
+
+
+def _open(f: IO[bytes], name: str, lim):
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = lim.max_image_pixels
+    try:
+        img = Image.open(f, formats=["PNG", "JPEG"])
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UploadError(f"'{name}' is not a readable PNG or JPEG image: {e}") from None
+    except Image.DecompressionBombError:
+        raise UploadError(
+            f"'{name}' is larger than the {lim.max_image_pixels} pixel limit per image"
+        ) from None
+    w, h = img.size
+    if w * h > lim.max_image_pixels or w < 1 or h < 1:
+        raise UploadError(
+            f"'{name}' is {w}x{h} pixels, above the {lim.max_image_pixels} pixel limit per image"
+        )
+    return img
+
+
+class _Scan:
+    """Pass 1 state, compact (a label id per image, not an object): names, classes, sizes."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.first: tuple[str, tuple[int, int]] | None = None
+        self.top: str | None = None  # the one folder above the class folders, if any
+        self.depth = 0
+        self.class_ids: dict[str, int] = {}
+        self.labels: list[int] = []
+        self.all_gray = True
+        self.pixels = 0
+
+    def on_image(self, name: str, parts: list[str], f: IO[bytes]) -> None:
+        lim = self.plan.limits
+        img = _open(f, name, lim)
+        self.pixels += img.size[0] * img.size[1]
+        if self.pixels > lim.max_total_pixels:
+            raise UploadError(
+                f"the images hold more than the {lim.max_total_pixels} pixel limit in all"
+            )
+        if self.first is None:
+            self.first = (name, img.size)
+            self.depth = len(parts)
+            self.top = parts[0] if len(parts) == 3 else None
+        if (
+            len(parts) != self.depth
+            or self.depth not in (2, 3)
+            or (self.top and parts[0] != self.top)
+        ):
+            raise UploadError(
+                f"'{name}' is not in a class folder; use <class>/<image> (one folder per class)"
+            )
+        if self.plan.image_size is None and img.size != self.first[1]:
+            (w, h), (w0, h0) = img.size, self.first[1]
+            raise UploadError(
+                f"'{name}' is {w}x{h} but '{self.first[0]}' is {w0}x{h0}; images must share one "
+                "size, or send image_size (e.g. 32 or 32x32) to resize them"
+            )
+        cls = parts[-2]
+        self.labels.append(self.class_ids.setdefault(cls, len(self.class_ids)))
+        self.all_gray = self.all_gray and img.mode in GRAY
+
+    def result(self) -> tuple[np.ndarray, list[str], tuple[int, int, int]]:
+        if self.first is None:
+            raise UploadError(
+                "the archive holds no PNG or JPEG images; put them in one folder per class"
+            )
+        classes = sorted(self.class_ids)
+        remap = np.array([classes.index(c) for c in self.class_ids], dtype=np.int64)
+        labels = remap[np.asarray(self.labels, dtype=np.int64)]
+        c = 1 if self.all_gray else 3
+        h, w = self.plan.image_size or (self.first[1][1], self.first[1][0])
+        return labels, classes, (c, h, w)
+
+
+def read_archive(
+    path: Path, filename: str, dataset_id: str, st: StagedDataset, plan: Plan
+) -> DatasetMeta:
+    scan = _Scan(plan)
+    _walk(path, filename, plan, scan.on_image)  # pass 1: names and headers, nothing decoded
+    labels, classes, (c, h, w) = scan.result()
+    n = len(labels)
+    check_min_samples(n)
+    class_counts = check_classes(np.bincount(labels, minlength=len(classes)), None)
+    y_dtype = label_dtype(len(classes))
+    total = npy_bytes(U8, (n, c, h, w)) + npy_bytes(y_dtype, (n,))
+    plan.reserve(total)
+    st.array("y", y_dtype, (n,)).write(labels.astype(y_dtype))
+    wx = st.array("x", U8, (n, c, h, w))
+    per_block = max(1, BLOCK_BYTES // (c * h * w))
+    block: list[np.ndarray] = []
+
+    def on_image(name: str, parts: list[str], f: IO[bytes]) -> None:
+        if wx.rows + len(block) >= n:
+            raise UploadError(f"the archive changed while it was read ('{name}')")
+        block.append(_decode(f, name, (c, h, w), plan))
+        if len(block) == per_block:
+            wx.write(np.stack(block))
+            block.clear()
+
+    _walk(path, filename, plan, on_image)  # pass 2: decode, in the same order
+    if block:
+        wx.write(np.stack(block))
+    wx.close()
+    return make_meta(
+        dataset_id, filename, sample_shape=(c, h, w), dtype=U8, class_counts=class_counts,
+        n=n, n_val=None, stored_bytes=total, classes=classes,
+    )  # fmt: skip
+
+
+def _decode(f: IO[bytes], name: str, shape: tuple[int, int, int], plan: Plan) -> np.ndarray:
+    from PIL import Image
+
+    c, h, w = shape
+    img = _open(f, name, plan.limits)
+    try:
+        img = img.convert("L" if c == 1 else "RGB")
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise UploadError(f"'{name}' is truncated or corrupt: {err}") from None
+    return arr[None] if c == 1 else arr.transpose(2, 0, 1)
