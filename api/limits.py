@@ -2,7 +2,8 @@
 
 - `BodyLimit` (ASGI middleware): body size (413, by Content-Length or counted as it streams)
   and JSON nesting depth (422): every route's JSON body goes through it. Only a multipart
-  body sent to an upload route (POST /datasets) gets the upload limit.
+  body sent to an upload route (POST /datasets) gets the upload limit, and so does a tus
+  PATCH /uploads/{id} body (application/offset+octet-stream, streamed to disk).
 - `check_stream_id`: a Redis stream id (`<ms>-<seq>`, both unsigned 64-bit) from a query
   parameter or header, 422 naming it otherwise.
 """
@@ -84,6 +85,19 @@ def _is_upload_route(scope: Scope) -> bool:
     return (scope.get("method", ""), path.rstrip("/") or "/") in UPLOAD_ROUTES
 
 
+def _is_tus_patch(scope: Scope, ctype: str) -> bool:
+    """A tus PATCH /uploads/{id} (application/offset+octet-stream): up to max_upload_bytes."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return (
+        scope.get("method") == "PATCH"
+        and path.startswith("/uploads/")
+        and ctype.split(";", 1)[0].strip() == "application/offset+octet-stream"
+    )
+
+
 class BodyLimit:
     """413 above the size limit (uploads get their own), 422 for JSON nested too deep."""
 
@@ -100,6 +114,8 @@ class BodyLimit:
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
         upload = ctype.startswith("multipart/form-data") and _is_upload_route(scope)
         limit = self.max_upload + MULTIPART_SLACK if upload else self.max_body
+        if _is_tus_patch(scope, ctype):
+            upload, limit = True, self.max_upload  # streamed to disk by api/routes/uploads.py
         if _is_json(ctype):
             receive = _depth_checked(receive)
         raw = headers.get(b"content-length")

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
-from api import auth, errors, observability
+from api import auth, errors, observability, tus
 from api.celery_client import make_celery
 from api.limits import BodyLimit
 from api.routes import (
@@ -29,6 +29,7 @@ from api.routes import (
     searches,
     sweep_curves,
     sweeps,
+    uploads,
 )
 from api.search_driver import Driver
 from tricklab.server import retention
@@ -41,6 +42,10 @@ TAGS = [
     {"name": "curves", "description": "Metric and learning-rate curves of a job."},
     {"name": "schedules", "description": "Preview a learning-rate schedule without training."},
     {"name": "datasets", "description": "Built-in datasets and your uploads."},
+    {
+        "name": "uploads",
+        "description": "Resumable uploads (tus 1.0.0); a finished one becomes a dataset.",
+    },
     {"name": "health", "description": "Liveness and readiness."},
     {"name": "sweeps", "description": "Grids and ablations over seeds, with a results table."},
     {
@@ -58,6 +63,7 @@ ROUTERS = (
     events.router,
     schedules.router,
     datasets.router,
+    uploads.router,
     health.router,
     dashboard.router,
     forks.router,
@@ -77,10 +83,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     driver.start()
     # the retention round (tricklab.server.retention): TTL, checkpoints, stale workers
     stop_retention = retention.start_background(app.state.store, app.state.settings)
+    stop_uploads = tus.start_sweeper(app.state.store, app.state.settings)  # expired uploads
     try:
         yield
     finally:
         driver.stop()
+        if stop_uploads is not None:
+            stop_uploads.set()
         if stop_retention is not None:
             stop_retention.set()
 

@@ -250,13 +250,25 @@ class Client:
         return self._json("POST", "/schedules/preview", json=body)
 
     # ------------------------------------------------------------------ datasets
-    def upload_dataset(self, path: str | Path, name: str | None = None) -> dict[str, Any]:
-        """POST /datasets with a .npz or .csv file → the dataset record (use its id as data.dataset)."""
+    def upload_dataset(
+        self, path: str | Path, name: str | None = None, image_size: str | None = None
+    ) -> dict[str, Any]:
+        """POST /datasets with a .npz or .csv file → the dataset record (use its id as data.dataset).
+
+        One request: for large files `tricklab upload` (tus, resumable) is the way."""
         path = Path(path)
-        data = {"name": name} if name else None
+        fields = {"name": name, "image_size": image_size}
+        data = {k: v for k, v in fields.items() if v} or None
         with open(path, "rb") as fh:
             files = {"file": (path.name, fh, "application/octet-stream")}
             return self._json("POST", "/datasets", files=files, data=data)
+
+    def dataset_from_upload(
+        self, upload_id: str, name: str | None = None, image_size: str | None = None
+    ) -> dict[str, Any]:
+        """POST /datasets {"upload": id}: a finished tus upload (tricklab.client.tus) → the dataset."""
+        body = {"upload": upload_id, "name": name, "image_size": image_size}
+        return self._json("POST", "/datasets", json={k: v for k, v in body.items() if v})
 
     def datasets(self) -> dict[str, Any]:
         return self._json("GET", "/datasets")

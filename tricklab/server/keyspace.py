@@ -15,6 +15,9 @@ P is settings.key_prefix ("tl" by default); {tenant} is the owner of what a key 
   P:t:{tenant}:hash:{spec_hash}    zset    the tenant's jobs with that spec hash (reuse index)
   P:t:{tenant}:idem:{scope}:{h}    string  an Idempotency-Key claim (h = sha256 of the key)
   P:ds:{id}                        hash    an uploaded dataset's metadata
+  P:upload:{id} / :lock            hash / string  a resumable (tus) upload / its PATCH lock
+  P:t:{tenant}:uploads             set     the tenant's unfinished uploads (api/tus.py)
+  P:uploads                        zset    upload id -> when it expires (unix s): the sweep
   P:sweep:{id}                     hash    a sweep record
   P:sweep:{id}:payload|lock|dirty  hash / string / string  its pending children, scheduler lock
   P:sweeps:open                    hash    sweep id -> tenant: sweeps with pending children
@@ -132,6 +135,22 @@ class Keyspace:
 
     def dataset(self, dataset_id: str) -> str:
         return f"{self.p}:ds:{dataset_id}"
+
+    def upload(self, upload_id: str) -> str:
+        """A resumable upload's record (api/tus.py): tenant, length, offset, metadata, expiry."""
+        return f"{self.p}:upload:{upload_id}"
+
+    def upload_lock(self, upload_id: str) -> str:
+        """Held by the one PATCH writing an upload (a token with a TTL the writer renews)."""
+        return f"{self.p}:upload:{upload_id}:lock"
+
+    def uploads(self, tenant: str) -> str:
+        return f"{self.p}:t:{tenant}:uploads"
+
+    @property
+    def uploads_expiry(self) -> str:
+        """zset: upload id -> when it expires (unix s), every tenant's: what the sweep reads."""
+        return f"{self.p}:uploads"
 
     def sweeps(self, tenant: str) -> str:
         return f"{self.p}:t:{tenant}:sweeps"
