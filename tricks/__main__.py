@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         kind=ds.kind,  # type: ignore[arg-type]
         input_shape=list(ds.input_shape),
         num_classes=ds.num_classes,
-        n_train=int(ds.x_train.shape[0]),
-        n_val=int(ds.x_val.shape[0]),
+        n_train=len(ds.train),
+        n_val=len(ds.val),
     )
     try:
         check_against_dataset(spec, meta)

@@ -1,15 +1,32 @@
-"""Where a run computes and in what precision: the device, autocast and the grad scaler.
+"""Where a run computes and how: the device, autocast, the grad scaler and the GPU setup.
 
 Shared by the training loop (`tricks.train`) and the LR range test
 (`tricks.lr_find`), so both pick the same device and precision for a spec.
 Mixed precision is CUDA only: on the CPU every run is fp32. fp16 needs loss
 scaling (Micikevicius et al., "Mixed Precision Training", ICLR 2018,
 arXiv:1710.03740), bf16 does not: its exponent range is fp32's.
+
+BatchNorm stays fp32 under autocast: `batch_norm` is on neither of autocast's
+cast lists, so its weight, bias and running statistics keep their fp32 dtype
+and cuDNN's kernel takes the bf16/fp16 activations with those fp32 parameters,
+accumulating the batch statistics in fp32; only its output is in the input's
+(low) precision. tests/tricks/test_device.py checks the dtypes on the CPU's
+autocast, and bench/gpu.py on CUDA.
+
+The rest is the GPU-first setup (CUDA only; the CPU path is left as it was):
+models with 2-D convolutions run channels_last (NHWC, what cuDNN's tensor-core
+convolutions want; the inputs are converted a chunk at a time by
+`tricks.step.Stepper`), `cudnn.benchmark` picks the fastest convolution
+algorithms for the fixed batch shape, and `training.compile` wraps the model
+in `torch.compile` (the state dict, checkpoints and the optimizer keep the
+plain module; evaluation runs it uncompiled, so train/eval mode and the last
+partial validation batch cause no recompiles).
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def pick_device(name: str) -> torch.device:
@@ -39,3 +56,38 @@ def autocast(device: torch.device, precision: str) -> torch.autocast | None:
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """A loss scaler for fp16 (its gradients underflow without one); None otherwise."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def channels_last(model: nn.Module, device: torch.device) -> bool:
+    """Whether a run uses channels_last: on CUDA, for models with 2-D convolutions."""
+    return device.type == "cuda" and has_conv2d(model)
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model on `device`, channels_last where `channels_last` says (in place: the
+    parameters stay the same objects, so an optimizer built on them still holds them)."""
+    model = model.to(device)
+    if channels_last(model, device):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def setup_backend(device: torch.device) -> None:
+    """cudnn.benchmark on CUDA: every step has the same shapes, so its search pays once."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def compiled(model: nn.Module, on: bool) -> nn.Module:
+    """torch.compile(model) for training.compile, else the model itself (what steps call)."""
+    return torch.compile(model) if on else model  # type: ignore[return-value]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a host sync; no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

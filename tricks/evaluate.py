@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tricks.data import Inputs
+
 ECE_BINS = 15
 
 
@@ -38,23 +40,38 @@ def expected_calibration_error(
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | Inputs,
     y: torch.Tensor,
     batch_size: int,
     amp: AbstractContextManager,
+    *,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, float]:
     """val_loss (plain cross-entropy, no smoothing), val_acc, val_ece, in eval mode.
 
     Batched so a large validation set fits next to the training batch; the
-    logits are kept (N × K floats) for the ECE. One host sync at the end.
+    logits are kept (N × K floats) for the ECE. `x` is float inputs, or a
+    split in its stored dtype (`tricks.data.Inputs`) made float a batch at a
+    time, in `memory_format` (channels_last on CUDA for 2-D convolutions).
+    One host sync at the end.
     """
+    n_rows = len(x)
+
+    def batch(lo: int, hi: int) -> torch.Tensor:
+        xb = x.rows(lo, hi) if isinstance(x, Inputs) else x[lo:hi]
+        if memory_format is not torch.contiguous_format and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=memory_format)
+        return xb
+
     was_training = model.training
     model.eval()
     with amp:
-        if x.shape[0] <= batch_size:
-            logits = model(x)
+        if n_rows <= batch_size:
+            logits = model(batch(0, n_rows))
         else:
-            logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+            logits = torch.cat(
+                [model(batch(i, i + batch_size)) for i in range(0, n_rows, batch_size)]
+            )
     model.train(was_training)
     logp = logits.float().log_softmax(dim=1)
     top, pred = logp.max(dim=1)

@@ -24,8 +24,10 @@ tests/tricks/test_lr_suggestion.py trains at the suggestion and around it.
 
 Each update is the training loop's own (`tricks.step.Stepper`: the same
 augmentation, mixing, label-smoothing targets, penalties, clipping and fp16 grad
-scaling), on a throwaway model and optimizer, read back after every step since
-the stop rule needs each loss. A "cancel" ends the test as "cancelled", a
+scaling, the on-device conversion of stored dtypes and channels_last on CUDA),
+on a throwaway model and optimizer, read back after every step since the stop
+rule needs each loss. It runs uncompiled whatever `training.compile` says: a
+test of ~100 steps would spend most of its time compiling. A "cancel" ends the test as "cancelled", a
 "preempt" as "preempted" (the worker re-queues it; having no checkpoint, it
 starts again from step 0; being seeded, it draws the same curve on the CPU).
 """
@@ -41,7 +43,14 @@ import torch
 
 from tricks.callbacks import Callbacks, progress
 from tricks.data import Dataset
-from tricks.device import autocast, grad_scaler, pick_device, pick_precision
+from tricks.device import (
+    autocast,
+    grad_scaler,
+    pick_device,
+    pick_precision,
+    place_model,
+    setup_backend,
+)
 from tricks.models import build_model
 from tricks.regularization import build_optimizer
 from tricks.result import TrainResult, check_stop
@@ -123,13 +132,15 @@ def lr_range_test(
     dev = pick_device(device or tr.device)
     precision = pick_precision(tr.precision, dev)
 
-    data = dataset.to(dev)
-    n = data.x_train.shape[0]
+    setup_backend(dev)
+    data = dataset.to(dev)  # in its stored dtype, made float a chunk at a time
+    n = len(data.train)
     spe, bs = steps_per_epoch(n, tr.batch_size), min(tr.batch_size, n)
     epochs = math.ceil(rs.steps / spe)
     torch.manual_seed(tr.seed)
     dropout = spec.regularization.dropout
-    model = build_model(spec.model, tuple(data.input_shape), data.num_classes, dropout).to(dev)
+    model = build_model(spec.model, tuple(data.input_shape), data.num_classes, dropout)
+    model = place_model(model, dev)  # channels_last on CUDA for 2-D convolutions
     opt = build_optimizer(spec.optimizer, model)  # throwaway, like the model
     gen = torch.Generator(device=dev).manual_seed(tr.seed)
     scaler, amp = grad_scaler(dev, precision), autocast(dev, precision)

@@ -2,12 +2,16 @@
 
     set lr (and onecycle's momentum) → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
 
-The data lives on the device and an epoch's batches are slices of a seeded
-`torch.randperm` (the last partial batch is dropped). Batches are gathered,
-augmented and mixed a chunk at a time: the batches up to the next read (see
-below) or the epoch's end, at most CHUNK_ELEMS numbers. The per-sample draws
-and ops are those of one batch at a time, with the fixed cost of each op paid
-once per chunk instead of once per step; a step then takes its slice.
+The data lives on the device in its stored dtype (uint8 images stay uint8) and
+an epoch's batches are slices of a seeded `torch.randperm` (the last partial
+batch is dropped). Batches are gathered, made float (`tricks.data.Inputs`:
+(x − mean)/std, before augmentation, so its zero fill means what it means for
+float data), augmented and mixed a chunk at a time: the batches up to the next
+read (see below) or the epoch's end, at most CHUNK_ELEMS numbers. The
+per-sample draws and ops are those of one batch at a time, with the fixed cost
+of each op paid once per chunk instead of once per step; a step then takes its
+slice. On CUDA a chunk of images for a model with 2-D convolutions is made
+channels_last once, like the model (`tricks.device.channels_last`).
 
 The loss takes soft targets when mixup/CutMix or label smoothing is on: rows of
 the table (1−ε)·onehot(k) + ε/K (`tricks.mixup.smooth_targets`, torch's
@@ -19,12 +23,16 @@ Nothing in a step talks to the host: the loss sum and each step's logits stay
 on the device until `read()`, the one host sync of a log interval. The caller
 reads every `read_every` steps and at each epoch's last batch; a chunk never
 crosses a read, so a checkpoint taken at a read starts a fresh chunk and a
-resumed run draws exactly what the uninterrupted one drew.
+resumed run draws exactly what the uninterrupted one drew. Nothing added here
+syncs either: no `.item()`, no Python bool of a tensor. The one exception is
+`training.compile`: the first two steps are timed with a device sync each to
+report the compile time (`compile_s` = first step − second step).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -34,6 +42,7 @@ from torch import nn
 
 from tricks.augment import augment_batch
 from tricks.data import Dataset
+from tricks.device import channels_last, synchronize
 from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
 from tricks.regularization import penalty
 from tricks.schedules import momentum_at
@@ -56,11 +65,21 @@ class Stepper:
         gen: torch.Generator,  # order, augment, mix
         amp: AbstractContextManager | None,  # None in fp32: no `with` per step
         read_every: int,
+        *,
+        timed: bool = False,  # time the first two steps (a sync each): training.compile
     ) -> None:
         tr, reg = spec.training, spec.regularization
         self.model, self.opt, self.scaler, self.gen, self.amp = model, opt, scaler, gen, amp
-        self.X, self.Y, self.K, self.kind = data.x_train, data.y_train, data.num_classes, data.kind
-        self.dev, n = self.X.device, self.X.shape[0]
+        self.inputs, self.Y = data.train, data.y_train
+        self.K, self.kind = data.num_classes, data.kind
+        self.X = data.train.src  # the stored dtype: made float a chunk at a time
+        self.dev, self.n = self.X.device, len(data.train)
+        n = self.n
+        self.memory_format = (
+            torch.channels_last
+            if self.X.ndim == 4 and channels_last(model, self.dev)
+            else torch.contiguous_format
+        )
         self.spe, self.bs = steps_per_epoch(n, tr.batch_size), min(tr.batch_size, n)
         self.reg, self.eps, self.clip = reg, reg.label_smoothing, tr.grad_clip
         self.l1, self.l2, self.penalize = reg.l1, reg.l2, bool(reg.l1 or reg.l2)
@@ -91,13 +110,15 @@ class Stepper:
         # and the batch after its last (where the next read is, at the latest)
         self.xc, self.n_chunk, self.r, self.end = self.X, 0, 0, 0
         self.tc: torch.Tensor | None = None
+        self.timed, self.step_s = timed, []  # training.compile: the first two steps' seconds
+        self.compile_s: float | None = None
 
     def start_epoch(
         self, perm: torch.Tensor | None, mix_seed: int | None
     ) -> tuple[torch.Tensor, int | None]:
         """The epoch's batch order and mixing plan: drawn now, or restored from a checkpoint."""
         if perm is None:
-            perm = torch.randperm(self.X.shape[0], generator=self.gen, device=self.dev)
+            perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
         if self.mixing:  # the epoch's λs, coins and boxes: one host sync per epoch, not per step
             if mix_seed is None:
                 mix_seed = draw_seed(self.gen)
@@ -115,7 +136,7 @@ class Stepper:
         bs, n = self.bs, min(self.chunk_batches, self.read_every - step % self.read_every)
         n = min(n, self.spe - batch)
         lo, hi = batch * bs, (batch + n) * bs
-        xc = self.X[self.perm[lo:hi]]
+        xc = self.inputs.take(self.perm[lo:hi])  # float32, standardized, before augmenting
         if self.reg.augment is not None:
             xc = augment_batch(xc, self.reg.augment, self.kind, self.gen)
         if self.mixing:
@@ -126,10 +147,28 @@ class Stepper:
             self.tc = tc
         elif self.eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
             self.tc = self.smooth[self.Yp[lo:hi]]
+        if self.memory_format is torch.channels_last:
+            xc = xc.contiguous(memory_format=torch.channels_last)
         self.xc, self.n_chunk, self.r, self.end = xc, n, 0, batch + n
 
     def step(self, lr: float, step: int, batch: int) -> None:
         """Update number `step` (0-based), on batch `batch` of the epoch; no host sync."""
+        if self.timed and len(self.step_s) < 2:
+            self._timed_step(lr, step, batch)
+        else:
+            self._step(lr, step, batch)
+
+    def _timed_step(self, lr: float, step: int, batch: int) -> None:
+        """A step between two syncs; after the second, compile_s = first − second."""
+        synchronize(self.dev)  # note: sync point (twice per run, training.compile only)
+        t0 = time.perf_counter()
+        self._step(lr, step, batch)
+        synchronize(self.dev)
+        self.step_s.append(time.perf_counter() - t0)
+        if len(self.step_s) == 2:
+            self.compile_s = max(0.0, self.step_s[0] - self.step_s[1])
+
+    def _step(self, lr: float, step: int, batch: int) -> None:
         for g in self.groups:
             g["lr"] = lr
         if self.cycle:

@@ -134,6 +134,18 @@ def _repair_series(raw: Any, store: Store, job_id: str, history: dict[str, Any] 
         log.warning("job %s: could not check the stored series", job_id, exc_info=True)
 
 
+# The range test's per-step curve is stored once, as range_* (the public names: the
+# dashboard's range page, INTERNALS.md); its live series keep only their log points.
+RANGE_SERIES = {"lr": "range_lr", "train_loss": "range_loss", "smoothed_loss": "range_smoothed"}
+
+
+def _range_curve(history: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The range test's history under the range_* names (what _repair_series writes)."""
+    if not history:
+        return history
+    return {RANGE_SERIES[k]: v for k, v in history.items() if k in RANGE_SERIES}
+
+
 def run_job(job_id: str, *, worker: str) -> None:
     """Claim the job, train it, record how it ended, then run the follow-ups."""
     s = get_settings()
@@ -244,7 +256,10 @@ def _record_result(
     def retry(fn: Any, what: str) -> Any:
         return with_retry(fn, what=f"job {job_id}: {what}", budget_s=budget)
 
-    retry(lambda: _repair_series(raw, store, job_id, result.history), "repair the series")
+    history = result.history
+    if (job.get("spec") or {}).get("task") == "lr_range_test":
+        history = _range_curve(history)
+    retry(lambda: _repair_series(raw, store, job_id, history), "repair the series")
     # The run's own final values: live heartbeats may have been lost in a Redis outage.
     final: dict[str, Any] = {"metrics": {**(job.get("metrics") or {}), **jsonable(result.metrics)}}
     if result.best and result.best.get("val_acc") is not None:
@@ -263,10 +278,6 @@ def _record_result(
         lr_range = jsonable(result.lr_range)
         summary.update(
             lr_range=lr_range, suggested_lr=lr_range.get("suggested_lr"), rule=lr_range.get("rule")
-        )
-        retry(
-            lambda: followups.record_range_curve(raw, store, job_id, lr_range),
-            "write the range test's curve",
         )
     status = result.status
     error = jsonable(result.error) if result.error else None
@@ -316,7 +327,10 @@ def _train(job: dict[str, Any], reporter: Reporter, job_dir: Any) -> Any:
 
     s = get_settings()
     spec = JobSpec.model_validate(job["spec"])
-    dataset = load_dataset(spec.data, spec.training.seed, s.datasets_dir)
+    # uploads through the process's byte-bounded cache of memory-mapped arrays (tricks.data_cache)
+    dataset = load_dataset(
+        spec.data, spec.training.seed, s.datasets_dir, cache_bytes=s.data_cache_bytes
+    )
     lineage = job.get("lineage") or {}
     if lineage.get("parent"):  # a fork: start from the parent's checkpoint at from_epoch
         from tricks.fork import seed_checkpoint

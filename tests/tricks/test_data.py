@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+import tricks.data as data_mod
+import tricks.standardize as standardize_mod
 from tricks.catalog import BUILTINS, builtin_meta
-from tricks.data import builtin_arrays, load_dataset
+from tricks.data import Inputs, builtin_arrays, load_dataset, standardize
 from tricks.spec import DataSpec
 
 
@@ -96,3 +98,36 @@ def test_uploaded_npz_with_and_without_val(tmp_path) -> None:
 def test_unknown_dataset_without_upload_dir() -> None:
     with pytest.raises(FileNotFoundError):
         load_dataset(DataSpec(dataset="nope"), seed=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("shape", [(3, 5, 4), (6,)])
+def test_blockwise_statistics_of_a_large_split_match_numpy(monkeypatch, dtype, shape) -> None:
+    """Above EXACT_ELEMS the stats are summed a block at a time (exactly for integers):
+    the same mean and std as numpy's float64 ones of the gathered split."""
+    rng = np.random.default_rng(1)
+    x = (rng.normal(100, 40, (500, *shape)).clip(0, 255)).astype(dtype)
+    index = rng.permutation(500)[:350]
+    monkeypatch.setattr(standardize_mod, "EXACT_ELEMS", 10)
+    monkeypatch.setattr(standardize_mod, "BLOCK_ELEMS", 7 * int(np.prod(shape)))  # ragged end
+    mean, std = standardize_mod.fit_stats(x, index)
+    axes = (0,) if len(shape) == 1 else (0, 2, 3)
+    xt = x[index].astype(np.float64)
+    np.testing.assert_allclose(mean, xt.mean(axis=axes, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(std, xt.std(axis=axes, keepdims=True), rtol=1e-12)
+
+
+@pytest.mark.parametrize("block", [None, 100])  # 100: the CPU converts 1 row at a time
+def test_standardized_inputs_per_chunk_are_standardize_bit_for_bit(monkeypatch, block) -> None:
+    """The per-chunk conversion (float64, rounded once) equals `standardize` up front."""
+    if block is not None:
+        monkeypatch.setattr(data_mod, "PRESENT_ELEMS", block)
+    raw = load_dataset(DataSpec(dataset="digits", standardize=False), seed=2)
+    xt, xv = raw.x_train.numpy(), raw.x_val.numpy()
+    ref_t, ref_v = standardize(xt, xv)
+    mean, std = standardize_mod.fit_stats(xt)
+    chunk = Inputs(torch.from_numpy(xt), None, torch.from_numpy(mean), torch.from_numpy(std))
+    rows = torch.tensor([5, 0, 700, 3])
+    assert torch.equal(chunk.take(rows), torch.from_numpy(ref_t)[rows])
+    val = Inputs(torch.from_numpy(xv), None, torch.from_numpy(mean), torch.from_numpy(std))
+    assert torch.equal(val.materialize(), torch.from_numpy(ref_v))

@@ -137,6 +137,12 @@ class TrainingSpec(Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="`auto`: bf16 autocast on CUDA when supported, fp32 on CPU."
     )
+    compile: bool = Field(
+        False,
+        description="Train through torch.compile (worth it on a GPU for long runs; the first "
+        "step pays the compilation). Its time is reported as the final metric `compile_s`: the "
+        "first step's time minus the second's. Evaluation and the LR range test run uncompiled.",
+    )
     grad_clip: float | None = Field(
         None,
         gt=0.0,
@@ -160,13 +166,31 @@ class TrainingSpec(Strict):
         le=7 * 24 * 3600,
         description="Wall-clock budget; past it the job checkpoints and fails with time_limit.",
     )
-    checkpoint_every: int = Field(
-        1, ge=1, le=MAX_EPOCHS, description="Write a checkpoint every this many epochs."
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Write a checkpoint at the end of every this many epochs (1: every epoch, "
+        "so a fork can start from any epoch). null (the default): by wall time instead, see "
+        "checkpoint_every_s. Either way a checkpoint is also written when the job is "
+        "preempted or stopped by time_limit_s, and at its end (the last epoch, early stopping, "
+        "stop_after_epochs).",
+    )
+    checkpoint_every_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=7 * 24 * 3600,
+        description="With checkpoint_every null: checkpoint at the first epoch end at least "
+        "this many seconds of training after the previous checkpoint, or at a log point "
+        "mid-epoch once twice that has passed (long epochs). Checkpoints are written in the "
+        "background from a copy taken at that step, so training does not wait for the disk.",
     )
     keep_checkpoints: Literal["last", "epochs"] = Field(
         "epochs",
-        description="`epochs`: keep every end-of-epoch checkpoint (what POST /jobs/{id}/fork "
-        "starts from); `last`: only the newest two, for resume.",
+        description="`epochs`: keep every checkpoint written at the end of an epoch (what POST "
+        "/jobs/{id}/fork starts from; GET /jobs/{id}/checkpoints lists them): every "
+        "checkpoint_every epochs, or with checkpoint_every null the epoch ends the time rule "
+        "fell on and the last; `last`: only the newest two, for resume.",
     )
     stop_after_epochs: int | None = Field(
         None,
