@@ -77,7 +77,8 @@ def plain_train(spec: JobSpec, ds) -> float:
     model = build_model(spec.model, tuple(ds.input_shape), ds.num_classes, 0.0)
     opt = build_optimizer(spec.optimizer, model)
     gen = torch.Generator().manual_seed(tr.seed)
-    X, Y, n, bs = ds.x_train, ds.y_train, ds.x_train.shape[0], tr.batch_size
+    X, Y, n, bs = ds.x_train, ds.y_train, ds.y_train.shape[0], tr.batch_size
+    Xv, Yv = ds.x_val, ds.y_val  # once: Dataset.x_* build the float tensors at each access
     spe = steps_per_epoch(n, bs)
     lrs = lr_curve(
         lr0=spec.optimizer.lr, schedule=spec.schedule, steps_per_epoch=spe, epochs=tr.epochs
@@ -99,9 +100,9 @@ def plain_train(spec: JobSpec, ds) -> float:
             step += 1
         model.eval()
         with torch.no_grad():
-            logits = model(ds.x_val)
-            val_loss = F.cross_entropy(logits, ds.y_val).item()
-            acc = (logits.argmax(1) == ds.y_val).float().mean().item()
+            logits = model(Xv)
+            val_loss = F.cross_entropy(logits, Yv).item()
+            acc = (logits.argmax(1) == Yv).float().mean().item()
         _ = (loss_sum.item() / spe, val_loss)  # what one would print
     return acc
 

@@ -150,9 +150,9 @@ def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) ->
     fy = u[:, _VFLIP] < FLIP_P if aug.vflip else None
     fx = u[:, _HFLIP] < FLIP_P if aug.hflip else None
     if aug.rotate <= 0:
-        return _gather(x, sx, sy, fx, fy, tx, ty)
+        return _gather(x, sx, sy, fx, fy, tx, ty, (pc + my, pc + mx))
     if pc or aug.hflip or aug.vflip:  # exact, and what is cropped away stays away
-        x = _gather(x, sx, sy, fx, fy, None, None)
+        x = _gather(x, sx, sy, fx, fy, None, None, (pc, pc))
     return _affine(x, u[:, _ANGLE].mul(2).sub_(1).mul_(aug.rotate), None, None, None, None, tx, ty)
 
 
@@ -175,24 +175,28 @@ def _source_index(
     return src
 
 
-def _gather(x, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
-    """Integer shifts and flips of (N, C, H, W) as one gather over H·W, zero fill."""
+def _gather(x, sx, sy, fx, fy, tx, ty, pad: tuple[int, int]) -> torch.Tensor:
+    """Integer shifts and flips of (N, C, H, W) as one gather over H·W, zero fill.
+
+    The batch is zero-padded first by `pad` (rows, columns): the largest shift
+    the spec allows along each axis (crop_padding plus the translation), so every
+    source index lands in the image or its padding: no validity mask and no
+    clamping (fewer passes over the chunk; a pixel shifted out of frame reads the
+    padding's 0), and no host sync to find the shifts drawn.
+    """
     n, c, h, w = x.shape
     axes = []
-    for size, s, f, t in ((h, sy, fy, ty), (w, sx, fx, tx)):
+    for size, s, f, t, m in ((h, sy, fy, ty, pad[0]), (w, sx, fx, tx, pad[1])):
         if s is None and f is None and t is None:
-            axes.append(None)
+            axes.append(_arange(size, x.device).add(m).expand(n, size))
         else:
-            axes.append(_source_index(size, s, f, t))
-    rows, cols = axes
-    if rows is None:
-        rows = _arange(h, x.device).expand(n, h)
-    if cols is None:
-        cols = _arange(w, x.device).expand(n, w)
-    valid = ((rows >= 0) & (rows < h)).unsqueeze(2) & ((cols >= 0) & (cols < w)).unsqueeze(1)
-    idx = rows.clamp(0, h - 1).mul_(w).unsqueeze(2) + cols.clamp(0, w - 1).unsqueeze(1)
-    out = x.reshape(n, c, h * w).gather(2, idx.view(n, 1, h * w).expand(n, c, h * w))
-    return out.view_as(x).mul_(valid.view(n, 1, h, w))
+            axes.append(_source_index(size, s, f, t).add_(m))
+    (py, px), (rows, cols) = pad, axes
+    wp = w + 2 * px
+    xp = F.pad(x, (px, px, py, py)) if py or px else x
+    idx = rows.mul(wp).unsqueeze(2) + cols.unsqueeze(1)
+    src = xp.reshape(n, c, (h + 2 * py) * wp)
+    return src.gather(2, idx.view(n, 1, h * w).expand(n, c, h * w)).view_as(x)
 
 
 def _affine(x, degrees, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
@@ -218,9 +222,11 @@ def _affine(x, degrees, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
     if sx is not None:
         vx, vy = vx - sx, vy - sy
     m = torch.stack((a, d, b, e, vx, vy), dim=1).view(n, 3, 2)  # rows: x, y, 1 coefficients
-    # one (H·W, 3) × (3, 2N) product: a batched matmul with k = 3 is several times slower
+    m = m * _to_normalized(h, w, x.device)  # to grid_sample's units: 6N numbers, not 2·H·W·N
+    # one (H·W, 3) × (3, 2N) product: a batched matmul with k = 3 is several times slower;
+    # grid_sample reads a contiguous (N, H, W, 2) grid faster than the product's transpose
     src = torch.mm(_pixel_grid(h, w, x.device), m.transpose(0, 1).reshape(3, 2 * n))
-    grid = src.view(h, w, n, 2).permute(2, 0, 1, 3) * _to_normalized(h, w, x.device)
+    grid = src.view(h, w, n, 2).permute(2, 0, 1, 3).contiguous()
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.to(x.dtype)
 

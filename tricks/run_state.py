@@ -8,8 +8,10 @@ A checkpoint (`save_run`) holds all of it plus those four, in the format that
 `tricks.checkpoint` writes and `tricks.fork` copies; `resume_run` puts it back.
 `RunState.result` is what the run returns (`tricks.result.TrainResult`).
 
-Checkpoints are only written at log points, where nothing is pending on the
+Checkpoints are only taken at log points, where nothing is pending on the
 device, so a resumed run on the CPU reproduces the uninterrupted one bit for bit.
+`run_snapshot` takes one as a CPU copy, which the loop writes in the background
+(tricks.checkpoint_writer); `save_run` writes one at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from tricks import checkpoint as ckpt
+from tricks.checkpoint_writer import snapshot
 from tricks.result import TrainResult
 from tricks.spec import EarlyStoppingSpec, JobSpec
 
@@ -106,8 +109,7 @@ def _improved(metric: str, value: float, best: float | None, min_delta: float) -
     return value > best + min_delta if metric == "val_acc" else value < best - min_delta
 
 
-def save_run(
-    directory: Path,
+def run_snapshot(
     st: RunState,
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -115,8 +117,9 @@ def save_run(
     gen: torch.Generator,
     spec: JobSpec,
     elapsed_s: float,
-) -> Path:
-    """Write the run's checkpoint for update `st.step` (tricks.checkpoint: atomic, last two kept)."""
+) -> dict[str, Any]:
+    """The checkpoint of update `st.step`, as a copy on the CPU (tricks.checkpoint_writer.snapshot):
+    the loop may go on training while it is written."""
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -125,7 +128,7 @@ def save_run(
         "epoch": st.epoch,
         "batch": st.batch,
         "step": st.step,
-        "perm": st.perm.cpu() if st.perm is not None else None,
+        "perm": st.perm,
         "mix_seed": st.mix_seed,
         "ep_loss": st.ep_loss,
         "ep_correct": st.ep_correct,
@@ -137,6 +140,22 @@ def save_run(
         "elapsed_s": elapsed_s,
         "spec": spec.model_dump_json(),
     }
+    return snapshot(state)
+
+
+def save_run(
+    directory: Path,
+    st: RunState,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    gen: torch.Generator,
+    spec: JobSpec,
+    elapsed_s: float,
+) -> Path:
+    """Write the run's checkpoint for update `st.step` now (tricks.checkpoint: atomic, last two
+    kept); the loop writes them in the background instead (tricks.checkpoint_writer)."""
+    state = run_snapshot(st, model, opt, scaler, gen, spec, elapsed_s)
     return ckpt.save_checkpoint(state, directory, st.step)
 
 

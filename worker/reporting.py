@@ -2,7 +2,9 @@
 
 One MULTI/EXEC round trip carries the metric series points (SeriesWriter appends),
 the events, and the fenced heartbeat that renews the job's lease and stores progress,
-latest metrics and best. Log points that come faster than `min_interval_s` (0.25 s)
+latest metrics and best. Progress carries `first_log_at`, the wall time of the
+attempt's first log point (with log_every 1: its first optimizer step), so the time
+from the claim (`started_at`) to training is visible on GET /jobs/{id}. Log points that come faster than `min_interval_s` (0.25 s)
 are buffered in order and go out together with the next write: every point is still
 written, but a fast run does not wait on Redis hundreds of times a second. The heartbeat's answer
 is the control channel back into the loop: 2 means the user cancelled, -1 means
@@ -33,6 +35,7 @@ from tricklab.server.outcomes import Beat
 from tricklab.server.series import SeriesWriter
 from tricklab.server.store import Store
 from tricks.callbacks import Callbacks, StopRequest
+from worker.system_series import SystemSampler
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,11 @@ class Reporter(Callbacks):
         self.fenced = False
         self.cancelled = False
         self.steps_per_epoch: int | None = None
+        # wall time of this attempt's first log point (progress.first_log_at): with
+        # log_every 1 the end of its first optimizer step, which bench/job_latency.py
+        # measures from the claim (started_at)
+        self.first_log_at: float | None = None
+        self.system = SystemSampler()  # sys_* series; on_start names the device
         # Points and events not yet in Redis, in step order. An epoch's last log point
         # always waits here for that epoch's metrics (the series write rule above).
         self.pending: list[tuple[int, dict[str, Any]]] = []
@@ -107,26 +115,31 @@ class Reporter(Callbacks):
     def on_start(self, info: dict[str, Any]) -> None:
         spe = info.get("steps_per_epoch")
         self.steps_per_epoch = int(spe) if isinstance(spe, int | float) and spe > 0 else None
+        self.system = SystemSampler(info.get("device"))
         self._flush(None, {}, None, event=("start", jsonable(info)), force=True)
 
     def on_log(self, step: int, metrics: dict[str, float], progress: dict[str, Any]) -> None:
+        if self.first_log_at is None:
+            self.first_log_at = round(time.time(), 4)
         self.latest.update(jsonable(metrics))
-        self.progress = jsonable(progress)
+        self.progress = {**jsonable(progress), "first_log_at": self.first_log_at}
         loss = _number(metrics.get("train_loss"))
         ends_epoch = self.steps_per_epoch is not None and (step + 1) % self.steps_per_epoch == 0
+        # the system figures are points of this step too: same transaction, same order
+        point = {**metrics, **self.system.sample(self.progress)}
         if ends_epoch and loss is not None and math.isfinite(loss):
             # on_epoch_end(step=step) follows with val_*: write these points with them.
-            self.pending.append((step, dict(metrics)))
+            self.pending.append((step, point))
             return
         # A non-finite loss ends the run here, so that point is written at once.
         finite = loss is None or math.isfinite(loss)
-        self._flush(step, metrics, self.progress, force=not finite)
+        self._flush(step, point, self.progress, force=not finite)
 
     def on_epoch_end(
         self, epoch: int, step: int, metrics: dict[str, float], progress: dict[str, Any]
     ) -> None:
         self.latest.update(jsonable(metrics))
-        self.progress = jsonable(progress)
+        self.progress = {**jsonable(progress), "first_log_at": self.first_log_at}
         acc = _number(metrics.get("val_acc"))
         if (
             acc is not None

@@ -118,10 +118,16 @@ def fork_job(
         every = ptr.get("checkpoint_every", 1)
         if ptr.get("keep_checkpoints", "epochs") != "epochs":
             why = "it kept only its newest checkpoints (training.keep_checkpoints 'last'); rerun it with keep_checkpoints 'epochs'"
-        elif k % every:
+        elif every is not None and k % every:
             why = f"it checkpoints every {every} epochs; fork from a multiple of {every}"
         elif parent["status"] in ("queued", "running"):
             why = f"it is {parent['status']} and has not finished epoch {k} yet; retry later"
+        elif every is None:
+            why = (
+                "it checkpointed by time (training.checkpoint_every null), not at every epoch; "
+                f"GET /jobs/{parent['id']}/checkpoints lists the epochs it has, and "
+                "training.checkpoint_every 1 keeps every one"
+            )
         else:
             why = f"it {parent['status']} before writing it (or its files were removed)"
         raise _no_checkpoint(parent, k, why)

@@ -18,7 +18,12 @@ from tricks.spec import MAX_EPOCHS
 
 # As many epochs as a spec allows, with a log point (where a cancel is seen and progress
 # is reported) every update: tests cancel long before the end, at any training speed.
-LONG_TRAINING: dict[str, Any] = {"epochs": MAX_EPOCHS, "batch_size": 16, "log_every": 1}
+LONG_TRAINING: dict[str, Any] = {
+    "epochs": MAX_EPOCHS,
+    "batch_size": 16,
+    "log_every": 1,
+    "checkpoint_every": 1,  # tests read or resume from the checkpoint of each epoch
+}
 
 
 def minimal_spec(**training: Any) -> dict[str, Any]:
@@ -73,5 +78,12 @@ def reliability_spec(epochs: int = 30, **training: Any) -> dict[str, Any]:
         "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
         "schedule": {"warmup": {"epochs": 1, "start_lr": 0.0}, "decay": {"kind": "cosine"}},
         "regularization": {"label_smoothing": 0.1, "mixup": {"alpha": 0.2}},
-        "training": {"epochs": epochs, "batch_size": 16, "seed": 0, "log_every": 10, **training},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 16,
+            "seed": 0,
+            "log_every": 10,
+            "checkpoint_every": 1,  # killed workers resume from the last epoch's checkpoint
+            **training,
+        },
     }

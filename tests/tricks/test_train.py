@@ -146,7 +146,7 @@ def test_resume_after_mid_epoch_preempt_equals_uninterrupted(digits, tmp_path):
 
 
 def test_truncated_checkpoint_is_skipped_and_resume_still_exact(digits, tmp_path):
-    spec = make_spec()
+    spec = make_spec(checkpoint_every=1)
     full = train(spec, digits)
     train(spec, digits, StopAfterEpoch(1), checkpoint_dir=tmp_path)
     files = sorted(tmp_path.glob("ckpt-*.pt"))
