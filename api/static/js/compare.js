@@ -1,9 +1,11 @@
 // Compare (#/compare?ids=a,b,c&metric=val_acc&x=epoch): overlay one metric of
-// several jobs, x by step, epoch or fraction of the schedule, plus a table of
-// final and best metrics.
+// several jobs, x by step, epoch (whole-epoch ticks) or fraction of the schedule,
+// a table of final and best metrics, and the config diff: only the spec paths
+// whose values differ between the jobs, one row per path, one column per job.
 
 import { api, listOf } from "./api.js";
-import { Chart, PALETTE } from "./charts.js";
+import { Chart, PALETTE, setHashParams } from "./charts.js";
+import { diffPaths } from "./chartmath.js";
 import { h, badge, num, pct, stepsPerEpoch, totalSteps, errorText } from "./util.js";
 import { TERMINAL } from "./vocab.js";
 
@@ -34,6 +36,7 @@ export function mountCompare(root, params) {
   xSel.value = xMode;
   const chartBox = h("div", { id: "compare-chart" });
   const table = h("div", { id: "compare-table" });
+  const diffBox = h("div", { id: "compare-diff-box", class: "scroll" });
   root.append(
     h("div", { class: "spread" },
       h("h1", {}, `Compare ${ids.length} job${ids.length === 1 ? "" : "s"}`),
@@ -41,10 +44,12 @@ export function mountCompare(root, params) {
     note,
     h("div", { class: "panel" }, chartBox),
     h("div", { class: "panel", style: "padding:0" }, table),
+    h("div", { class: "panel" }, h("h3", {}, "Config diff"), diffBox),
   );
 
   function keepUrl() {
-    history.replaceState(null, "", `#/compare?ids=${ids.map(encodeURIComponent).join(",")}&metric=${metric}&x=${xMode}`);
+    // setHashParams keeps the chart controls' smooth and logy
+    setHashParams({ metric, x: xMode });
   }
   metricSel.addEventListener("change", () => { metric = metricSel.value; keepUrl(); curves = {}; refresh(); });
   xSel.addEventListener("change", () => { xMode = xSel.value; keepUrl(); draw(); });
@@ -62,6 +67,8 @@ export function mountCompare(root, params) {
       title: `${metric} by ${XS[xMode]}`,
       xLabel: XS[xMode],
       height: 340,
+      xTicks: xMode === "epoch" ? "whole" : undefined,
+      controls: { x: false, key: "compare" },
       series: jobs.map((j, i) => ({ label: j.name || j.id, color: PALETTE[i % PALETTE.length], points: metric.startsWith("val_") })),
     });
     chart.set(jobs.map((j) => {
@@ -79,12 +86,32 @@ export function mountCompare(root, params) {
         const m = j.metrics || {};
         const b = j.best || {};
         return h("tr", {},
-          h("td", {}, h("span", { style: `color:${PALETTE[i % PALETTE.length]}` }, "■ "), h("a", { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.name || j.id)),
+          h("td", {}, h("span", { style: `color:${PALETTE[i % PALETTE.length]}` }, "■ "), jobLink(j)),
           h("td", {}, badge(j.status)),
           ...cols.map((c) => h("td", { class: "num" }, c === "val_acc" ? pct(m[c]) : num(m[c]))),
           h("td", { class: "num" }, pct(b.val_acc)),
           h("td", { class: "num" }, typeof b.epoch === "number" ? b.epoch + 1 : "–"));
       }))));
+  }
+
+  /** The spec paths that differ (the name aside: it heads the column), one column per job. */
+  function renderDiff() {
+    const shown = jobs.filter((j) => !j.missing);
+    if (shown.length < 2) {
+      diffBox.replaceChildren(h("p", { class: "muted small" }, "Pick two jobs or more to see what differs."));
+      return;
+    }
+    const rows = diffPaths(shown.map((j) => j.spec || {})).filter((r) => r.path !== "name");
+    diffBox.replaceChildren(
+      rows.length
+        ? h("table", { id: "compare-diff" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Spec path"),
+            ...shown.map((j) => h("th", {}, h("span", { style: `color:${PALETTE[jobs.indexOf(j) % PALETTE.length]}` }, "■ "), jobLink(j))))),
+          h("tbody", {}, rows.map((r) => h("tr", { dataset: { path: r.path } },
+            h("td", { class: "path" }, r.path),
+            ...r.values.map((v) => (v === null ? h("td", { class: "val missing", title: "not in this job's spec" }, "–") : h("td", { class: "val" }, v)))))))
+        : h("p", { class: "muted small", id: "compare-diff-same" }, "The specs are the same (name aside)."),
+    );
   }
 
   async function curveOf(job) {
@@ -109,11 +136,18 @@ export function mountCompare(root, params) {
       note.textContent = missing.length ? `Could not load: ${missing.map((j) => `${j.id} (${j.missing.message})`).join(", ")}` : "";
       draw();
       renderTable();
+      renderDiff();
     } catch (e) {
       if (stopped || e.name === "AbortError") return;
       note.textContent = errorText(e);
     }
     if (!stopped && jobs.some((j) => !TERMINAL.has(j.status) && !j.missing)) timer = setTimeout(refresh, POLL_MS);
+  }
+
+  /** The job's name in full: ellipsis past the column width, the whole name in the tooltip. */
+  function jobLink(j) {
+    const name = j.name || j.id;
+    return h("a", { href: `#/jobs/${encodeURIComponent(j.id)}`, class: "job-name", title: name === j.id ? j.id : `${name} (${j.id})` }, name);
   }
 
   refresh();

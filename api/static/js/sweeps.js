@@ -1,10 +1,12 @@
 // Sweeps: the list (#/sweeps) and one sweep (#/sweeps/{id}?metric=&curve=&x=):
 // status and counts, the results table (mean ± std over seeds, Δ vs the row it is
-// compared with, Welch's p and whether the difference is beyond seed noise), the
-// mean curve of each variant with a min–max band over its seeds, and cancel.
+// compared with, Welch's p and whether the difference is beyond seed noise), a
+// heatmap for a grid over exactly two paths, the mean curve of each variant with a
+// min–max band over its seeds (all, none or one variant's), and cancel.
 
 import { api, listOf } from "./api.js";
-import { Chart, PALETTE } from "./charts.js";
+import { Chart, PALETTE, setHashParams } from "./charts.js";
+import { heatColor } from "./chartmath.js";
 import { h, badge, num, age, errorText, toast } from "./util.js";
 import { TERMINAL } from "./vocab.js";
 
@@ -12,6 +14,25 @@ const POLL_MS = 3000;
 const TABLE_METRICS = { final_val_acc: "final val acc", best_val_acc: "best val acc", final_val_loss: "final val loss", final_val_ece: "final val ECE" };
 const CURVE_METRICS = ["val_acc", "val_loss", "train_loss", "train_acc", "val_ece", "lr"];
 const XS = { step: "step", fraction: "fraction of schedule" };
+const NBSP = "\u00a0";
+// lower is better for these: the heatmap darkens the other way
+const LOWER_BETTER = new Set(["final_val_loss", "final_val_ece"]);
+
+/** A grid over exactly two paths: {paths: [rows, cols], rows: [values], cols: [values]}, else null. */
+export function gridAxes(sweep) {
+  if (!sweep || sweep.kind !== "grid") return null;
+  const paths = [...new Set(sweep.variants.flatMap((v) => Object.keys(v.change || {})))];
+  if (paths.length !== 2) return null;
+  const values = paths.map((p) => {
+    const seen = new Map();
+    for (const v of sweep.variants) {
+      const key = JSON.stringify(v.change[p]);
+      if (!seen.has(key)) seen.set(key, v.change[p]);
+    }
+    return [...seen.values()];
+  });
+  return { paths, rows: values[0], cols: values[1] };
+}
 
 function countsText(c) {
   if (!c) return "–";
@@ -33,7 +54,8 @@ export function mountSweeps(root) {
   const empty = h("div", { class: "empty" }, "Loading…");
   root.append(
     h("div", { class: "spread" }, h("h1", {}, "Sweeps"),
-      h("span", { class: "muted small" }, "Create one with POST /sweeps or ", h("code", {}, "tricklab sweep FILE"), ".")),
+      h("span", { class: "muted small" }, h("a", { href: "#/sweeps/new", id: "new-sweep-link", class: "button" }, "New sweep"),
+        " or POST /sweeps, ", h("code", {}, "tricklab sweep FILE"), ".")),
     note,
     h("div", { class: "panel", style: "padding:0" },
       h("table", { id: "sweeps-table" },
@@ -85,6 +107,7 @@ export function mountSweep(root, params) {
   let tableMetric = TABLE_METRICS[params.metric] ? params.metric : "final_val_acc";
   let curveMetric = CURVE_METRICS.includes(params.curve) ? params.curve : "val_acc";
   let xMode = XS[params.x] ? params.x : "step";
+  let bandOf = params.band ?? "all"; // "all", "none" or a variant index
 
   const head = h("div", { class: "spread" });
   const note = h("div", { class: "formerror" });
@@ -97,6 +120,8 @@ export function mountSweep(root, params) {
   metricSel.value = curveMetric;
   const xSel = h("select", { id: "sweep-curve-x" }, Object.entries(XS).map(([k, l]) => h("option", { value: k }, l)));
   xSel.value = xMode;
+  const bandSel = h("select", { id: "sweep-band", title: "Which variants draw their min–max band" });
+  const heatPanel = h("div", { class: "panel", id: "sweep-heatmap-panel", hidden: true });
   const chartBox = h("div", { id: "sweep-chart" });
   const chartNote = h("div", { class: "muted small" });
   root.append(
@@ -104,15 +129,19 @@ export function mountSweep(root, params) {
     h("div", { class: "panel" },
       h("div", { class: "spread" }, h("h3", {}, "Results"), h("label", { class: "small" }, "Δ and p on ", tableSel)),
       table, tableFoot),
+    heatPanel,
     h("div", { class: "panel" },
       h("div", { class: "spread" }, h("h3", {}, "Curves: mean over seeds, band = min–max"),
-        h("div", { class: "row" }, h("label", {}, "Metric ", metricSel), h("label", {}, "x ", xSel))),
+        h("div", { class: "row" }, h("label", {}, "Metric ", metricSel), h("label", {}, "x ", xSel), h("label", {}, "Band ", bandSel))),
       chartBox, chartNote),
   );
 
   function keepUrl() {
-    history.replaceState(null, "", `#/sweeps/${encodeURIComponent(id)}?metric=${tableMetric}&curve=${curveMetric}&x=${xMode}`);
+    // setHashParams keeps the chart controls' smooth and logy
+    setHashParams({ metric: tableMetric, curve: curveMetric, x: xMode, band: bandOf === "all" ? null : bandOf });
   }
+  bandSel.addEventListener("change", () => { bandOf = bandSel.value; keepUrl(); if (lastCurves) drawCurves(lastCurves); });
+  let lastCurves = null;
   tableSel.addEventListener("change", () => { tableMetric = tableSel.value; keepUrl(); refresh(); });
   metricSel.addEventListener("change", () => { curveMetric = metricSel.value; keepUrl(); refresh(); });
   xSel.addEventListener("change", () => { xMode = xSel.value; keepUrl(); refresh(); });
@@ -145,7 +174,8 @@ export function mountSweep(root, params) {
   function pm(s, scale = 1, digits = 2) {
     if (!s || s.mean === null || s.mean === undefined) return "–";
     const m = (s.mean * scale).toFixed(digits);
-    return s.std === null || s.std === undefined ? m : `${m} ± ${(s.std * scale).toFixed(digits)}`;
+    // one line: "97.59 ± 0.43" with non-breaking spaces (and nowrap cells, app.css)
+    return s.std === null || s.std === undefined ? m : `${m}${NBSP}±${NBSP}${(s.std * scale).toFixed(digits)}`;
   }
 
   function noise(d) {
@@ -187,22 +217,77 @@ export function mountSweep(root, params) {
       `p: ${sweep.test || "Welch's t-test"} over seeds; "beyond seed noise" when p < 0.05. ± is the sample std over seeds.`;
   }
 
+  /** A grid over two paths: one cell per grid point, coloured by the table metric's mean. */
+  function renderHeatmap() {
+    const axes = gridAxes(sweep);
+    heatPanel.hidden = !axes;
+    if (!axes) return;
+    const pctMetric = !TABLE_METRICS[tableMetric].includes("loss");
+    const byVariant = new Map((sweep.results || []).map((r) => [r.variant, r]));
+    const cellOf = new Map(sweep.variants.map((v) => [JSON.stringify([v.change[axes.paths[0]], v.change[axes.paths[1]]]), byVariant.get(v.index)]));
+    const means = [...byVariant.values()].map((r) => r[tableMetric] && r[tableMetric].mean).filter((m) => typeof m === "number");
+    const lo = Math.min(...means);
+    const hi = Math.max(...means);
+    const grid = h("div", { class: "sweep-heatmap", id: "sweep-heatmap", style: `grid-template-columns: auto repeat(${axes.cols.length}, minmax(90px, 150px))` },
+      h("div", { class: "hm-axis hm-title", title: `rows: ${axes.paths[0]}, columns: ${axes.paths[1]}` },
+        h("span", { class: "hm-cols" }, `${axes.paths[1]} →`), h("span", { class: "hm-rows" }, `${axes.paths[0]} ↓`)),
+      ...axes.cols.map((c) => h("div", { class: "hm-axis", dataset: { col: JSON.stringify(c) } }, JSON.stringify(c))));
+    for (const rv of axes.rows) {
+      grid.append(h("div", { class: "hm-axis", dataset: { row: JSON.stringify(rv) } }, JSON.stringify(rv)));
+      for (const cv of axes.cols) {
+        const r = cellOf.get(JSON.stringify([rv, cv]));
+        const s = r && r[tableMetric];
+        const m = s && typeof s.mean === "number" ? s.mean : null;
+        let t = m === null || hi === lo ? 0.5 : (m - lo) / (hi - lo);
+        if (LOWER_BETTER.has(tableMetric)) t = 1 - t;
+        const scale = pctMetric ? 100 : 1;
+        const digits = pctMetric ? 2 : 3;
+        grid.append(h("div", {
+          class: "hm-cell",
+          dataset: { variant: r ? r.variant : "", mean: m ?? "" },
+          title: r ? `${r.name}: ${r.n_done}/${r.n_seeds} seeds done` : "no result yet",
+          style: m === null ? "background: var(--bg)" : `background:${heatColor(t)};color:${t > 0.55 ? "#fff" : "#111827"}`,
+        },
+        m === null ? "–" : (m * scale).toFixed(digits),
+        h("span", { class: "hm-std" }, s && typeof s.std === "number" ? `±${NBSP}${(s.std * scale).toFixed(digits)}` : r ? `n = ${r.n_done}` : "")));
+      }
+    }
+    const better = LOWER_BETTER.has(tableMetric) ? "lower" : "higher";
+    heatPanel.replaceChildren(
+      h("h3", {}, `Grid: ${TABLE_METRICS[tableMetric]}${pctMetric ? " %" : ""}, mean ± std over seeds`),
+      grid,
+      h("div", { class: "hm-legend muted small" }, means.length ? `${better} is darker:` : "no results yet", h("span", { class: "hm-ramp" })),
+    );
+  }
+
   function drawCurves(body) {
+    lastCurves = body;
     if (chart) chart.destroy();
     const vs = body.variants || [];
+    const names = JSON.stringify(vs.map((v) => v.name));
+    if (bandSel.dataset.names !== names) { // rebuilt only when the variants change: a poll leaves an open list alone
+      bandSel.dataset.names = names;
+      bandSel.replaceChildren(h("option", { value: "all" }, "all"), h("option", { value: "none" }, "none"),
+        ...vs.map((v, i) => h("option", { value: String(i) }, v.name)));
+    }
+    if (![...bandSel.options].some((o) => o.value === bandOf)) bandOf = "all";
+    bandSel.value = bandOf;
     const series = [];
     const bands = [];
     const data = [];
+    // many variants: fainter bands, so that the means stay readable where they overlap
+    const fill = vs.length > 3 ? 0.07 : 0.15;
     vs.forEach((v, i) => {
       const color = PALETTE[i % PALETTE.length];
       const at = series.length;
+      const banded = bandOf === "all" || bandOf === String(i);
       series.push({ label: v.name, color, width: 2, points: curveMetric.startsWith("val_") });
-      series.push({ label: `${v.name} max`, color: rgba(color, 0.35), width: 0.5, legend: false });
-      series.push({ label: `${v.name} min`, color: rgba(color, 0.35), width: 0.5, legend: false });
-      bands.push([at + 1, at + 2, rgba(color, 0.15)]);
+      series.push({ label: `${v.name} max`, color: rgba(color, banded ? 0.35 : 0), width: 0.5, legend: false });
+      series.push({ label: `${v.name} min`, color: rgba(color, banded ? 0.35 : 0), width: 0.5, legend: false });
+      if (banded) bands.push([at + 1, at + 2, rgba(color, bandOf === "all" ? fill : 0.2)]);
       data.push({ x: v.x, y: v.mean }, { x: v.x, y: v.max }, { x: v.x, y: v.min });
     });
-    chart = new Chart(chartBox, { title: `${curveMetric} by ${XS[xMode]}`, xLabel: XS[xMode], height: 340, series, bands });
+    chart = new Chart(chartBox, { title: `${curveMetric} by ${XS[xMode]}`, xLabel: XS[xMode], height: 340, series, bands, controls: { x: false, key: "sweep" } });
     chart.set(data);
     const n = vs.map((v) => `${v.name}: ${v.seeds} seed${v.seeds === 1 ? "" : "s"}`).join(" · ");
     chartNote.textContent = vs.some((v) => v.x.length) ? n : "No points yet.";
@@ -215,6 +300,7 @@ export function mountSweep(root, params) {
       if (stopped) return;
       renderHead();
       renderTable();
+      renderHeatmap();
       const curves = await api(`${base}/curves?metric=${curveMetric}&x=${xMode}&max_points=400`, { signal: abort.signal });
       if (stopped) return;
       drawCurves(curves);
