@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.responses import FileResponse
@@ -20,6 +20,7 @@ from api.schemas import CancelPublic, ErrorPublic, JobPatch, JobPublic, JobsPubl
 from api.submit import prepare_job, submit_job
 from tricklab.contract import TERMINAL
 from tricklab.server.annotations import set_annotations
+from tricklab.server.attempts import aread_attempts
 from tricklab.server.listing import decode_cursor, duration_s, list_sorted
 from tricklab.server.outcomes import JobNotFound
 from tricklab.server.store import Store
@@ -226,14 +227,25 @@ def read_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS)
 async def read_job(
-    job_id: str, store: StoreDep, aredis: AsyncRedisDep, tenant: TenantDep
+    job_id: str,
+    store: StoreDep,
+    aredis: AsyncRedisDep,
+    tenant: TenantDep,
+    include: Annotated[
+        Literal["attempts"] | None,
+        Query(description="attempts: add attempt_history, read from the job's event stream."),
+    ] = None,
 ) -> dict[str, Any]:
     """Read one job: status, progress, latest metrics, best epoch."""
     # async: the most polled route, so no thread-pool hop for its one HGETALL
     try:
-        return job_public(await store.aget_job(aredis, job_id, tenant))
+        job = job_public(await store.aget_job(aredis, job_id, tenant))
     except JobNotFound:
         raise not_found("job", job_id) from None
+    if include == "attempts":  # opt-in: it reads the whole (capped) event stream
+        key = store.keys.job_events(job_id)
+        job["attempt_history"] = await aread_attempts(aredis, key, job["attempts"])
+    return job
 
 
 @router.patch("/{job_id}", response_model=JobPublic, responses=ERRORS)

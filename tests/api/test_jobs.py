@@ -201,7 +201,7 @@ def test_job_reports_worker_progress_metrics_and_error(api, client):
     )
     got = client.get(f"/jobs/{job['id']}").json()
     assert got["status"] == "running" and got["attempts"] == 1 and got["started_at"]
-    assert got["progress"] == progress
+    assert got["progress"] == {**progress, "first_log_at": None}  # a documented field, unset
     assert got["metrics"] == {"lr": 0.05, "train_loss": 1.2}
     assert got["best"] == {"val_acc": 0.8, "epoch": 0}
     api.store.finish(job["id"], a, "failed", error={"type": "diverged", "message": "loss is NaN"})

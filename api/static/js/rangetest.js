@@ -1,7 +1,8 @@
 // An lr range test job (task "lr_range_test"): loss vs lr on a log10 x axis, the
 // smoothed loss over the raw one, the suggested lr marked with the rule that
-// picked it, and "Use this lr", which opens the designer with the spec cloned as a
-// training job and optimizer.lr set to the suggestion.
+// picked it, and "Use this lr", which opens the designer (nothing is submitted) with
+// the test's base spec as a training job, optimizer.lr set to the suggestion rounded to
+// 2 significant digits, and the designer's defaults for epochs and schedule.
 //
 // While the test runs the curve comes from the live log points (series lr,
 // train_loss, smoothed_loss, paired by step); once it is done, from the full
@@ -15,6 +16,11 @@ import { TERMINAL } from "./vocab.js";
 
 const POLL_MS = 1500;
 const MARK = "#16a34a";
+
+/** An lr to 2 significant digits (0.432876 → 0.43): the test's resolution, not more. */
+export function roundLr(lr) {
+  return Number(lr.toPrecision(2));
+}
 
 /** Pair series by step: x from `xs`, one y per series in `ys` (points lacking an x are dropped). */
 function byStep(xs, ...ys) {
@@ -126,9 +132,9 @@ export function mountRangeTest(root, { id }) {
     suggested = typeof res.suggested_lr === "number" ? res.suggested_lr : null;
     if (suggested !== null) {
       suggest.replaceChildren(
-        h("div", {}, h("div", { class: "muted small" }, "Suggested lr"), h("div", { class: "value mono", id: "suggested-lr" }, num(suggested))),
+        h("div", {}, h("div", { class: "muted small" }, "Suggested lr"), h("div", { class: "value mono", id: "suggested-lr", title: `${suggested}` }, num(suggested))),
         h("div", { style: "flex:1" }, h("div", { class: "muted small" }, "Rule"), h("div", { id: "suggested-rule" }, res.rule || "–")),
-        h("button", { type: "button", class: "primary", id: "use-lr", onclick: () => openDesigner(suggested) }, "Use this lr"),
+        h("button", { type: "button", class: "primary", id: "use-lr", onclick: () => openDesigner(suggested), title: `Open the designer with this test's model, data and optimizer at lr ${roundLr(suggested)}` }, `Use this lr (${roundLr(suggested)})`),
       );
     }
     const text = JSON.stringify(job.spec ?? {}, null, 2);
@@ -192,14 +198,26 @@ export function mountRangeTest(root, { id }) {
     tick();
   }
 
-  /** The designer with this spec as a training job; lr set when given. */
+  /**
+   * The designer with this test's base spec as a training job. Clone (lr null) keeps
+   * the whole spec; "Use this lr" keeps what the test measured the lr for (data, model,
+   * optimizer, regularization, batch size) with optimizer.lr = the suggestion to 2
+   * significant digits, and leaves epochs and the schedule to the designer's defaults
+   * (the test's own training.epochs is no training plan). Nothing is submitted.
+   */
   function openDesigner(lr) {
     const spec = JSON.parse(JSON.stringify(job.spec || {}));
     spec.task = "train";
     delete spec.lr_range;
     if (lr !== null) {
-      spec.optimizer = { ...(spec.optimizer || {}), lr };
-      spec.name = `${(spec.name || "").replace(/^LR range: /, "") || "job"} @ lr ${num(lr)}`;
+      spec.optimizer = { ...(spec.optimizer || {}), lr: roundLr(lr) };
+      delete spec.schedule;
+      if (spec.training) {
+        delete spec.training.epochs;
+        delete spec.training.stop_after_epochs;
+      }
+      const base = (spec.name || "").replace(/^LR range:\s*/, "").trim() || spec.data?.dataset || "job";
+      spec.name = `${base} @ lr ${roundLr(lr)}`.slice(0, 200);
     }
     sessionStorage.setItem("tricklab.cloneSpec", JSON.stringify(spec));
     // the range settings, so the designer's range-test launcher starts from them
