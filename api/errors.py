@@ -9,9 +9,11 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from redis.exceptions import MaxConnectionsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.error_hints import hinted
 from tricks.spec import validation_errors
 
 log = logging.getLogger("tricklab.api")
@@ -97,15 +99,47 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def spec_errors(exc: ValidationError, model: Any) -> list[dict[str, Any]]:
+    """validation_errors(exc) with the hints a request body's 422 gets ("did you mean ..."),
+    for specs validated inside a route (a sweep's variants, a search's base)."""
+    errors = [dict(e) for e in exc.errors(include_url=False)]
+    # already JSON: no content-type hint, only the field ones
+    raw = hinted(errors, body=None, content_type="application/json", model=model)
+    return validation_errors(_Errors(raw))  # type: ignore[arg-type]
+
+
 def summary(details: list[dict[str, Any]]) -> str:
-    parts = [f"{'.'.join(map(str, d['loc'])) or 'body'}: {d['msg']}" for d in details[:3]]
+    parts = [_where(d) + d["msg"] for d in details[:3]]
     more = f" (and {len(details) - 3} more)" if len(details) > 3 else ""
     return "; ".join(parts) + more
 
 
+def _where(d: dict[str, Any]) -> str:
+    """'optimizer.lr: ', or nothing where the message says where itself (JSON syntax)."""
+    if str(d["msg"]).startswith("JSON syntax error"):
+        return ""
+    return f"{'.'.join(map(str, d['loc'])) or 'body'}: "
+
+
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    details = field_errors(exc.errors())
+    raw = list(exc.errors())
+    try:
+        raw = hinted(
+            raw,
+            body=exc.body,
+            content_type=request.headers.get("content-type"),
+            model=_body_model(request),
+        )
+    except Exception:  # a hint must never turn the caller's 422 into a 500
+        log.exception("error hints failed for %s %s", request.method, request.url.path)
+    details = field_errors(raw)
     return error_response(422, "validation_error", summary(details), details)
+
+
+def _body_model(request: Request) -> Any:
+    """The annotation of the route's body (JobSpec for POST /jobs), for the field hints."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    return getattr(getattr(field, "field_info", None), "annotation", None)
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,8 +7,6 @@
   (tricklab.server.sweep_scheduler; the reconciler steps them too, as a fallback);
 - a search trial (or confirm run) wakes its search's driver (api/search_driver.py),
   which tells Optuna the result and starts the next trial;
-- an lr range test stores its curve as series `range_lr`, `range_loss` and
-  `range_smoothed` (x = test step), next to the ones the reporter wrote.
 
 Each step is idempotent and never fails the job: errors are logged.
 """
@@ -16,11 +14,9 @@ Each step is idempotent and never fails the job: errors are logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from tricklab.server import reuse, sweep_scheduler
 from tricklab.server.searches import SearchStore
-from tricklab.server.series import SeriesWriter
 from tricklab.server.store import Store
 from tricklab.server.submit import celery_enqueue
 from tricklab.server.sweeps import SweepStore
@@ -45,20 +41,3 @@ def after_job(store: Store, job_id: str) -> None:
             SearchStore(store).wake(job["search_id"])
     except Exception:  # noqa: BLE001 - follow-ups must not fail the job; the reconciler retries
         log.exception("job %s: follow-up after finish failed", job_id)
-
-
-def record_range_curve(raw: Any, store: Store, job_id: str, lr_range: dict[str, Any]) -> None:
-    """The range test's full curve as series (the reporter only wrote log points)."""
-    writer = SeriesWriter(raw, store.series_prefix(job_id))
-    writer.load()
-    steps = list(range(len(lr_range.get("lrs") or [])))
-    with raw.pipeline(transaction=False) as pipe:
-        for name, key in (
-            ("range_lr", "lrs"),
-            ("range_loss", "losses"),
-            ("range_smoothed", "smoothed"),
-        ):
-            values = [float(v) for v in lr_range.get(key) or []]
-            if values:
-                writer.add(pipe, name, steps[: len(values)], values)
-        pipe.execute()

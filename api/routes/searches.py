@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from api.auth import PrincipalDep
 from api.deps import SettingsDep, StoreDep, TenantDep
-from api.errors import ApiError, invalid, not_found
+from api.errors import ApiError, invalid, not_found, spec_errors
 from api.idempotency import Idempotency, idempotent
 from api.schemas import ErrorPublic
 from api.search_view import search_public, search_status
@@ -24,7 +24,7 @@ from tricklab.contract import TERMINAL
 from tricklab.search_spec import SearchSpec, base_epochs, probes, rungs, trial_spec
 from tricklab.server import retention, search_retention
 from tricklab.server.searches import SearchNotFound, SearchStore
-from tricks.spec import JobSpec, SpecError, validation_errors
+from tricks.spec import JobSpec, SpecError
 
 router = APIRouter(prefix="/searches", tags=["searches"])
 
@@ -72,7 +72,7 @@ def _check(spec: SearchSpec, store: Any, settings: Any, tenant: str, limits: Any
         try:
             job = JobSpec.model_validate(raw)
         except ValidationError as e:
-            err = validation_errors(e)[0]
+            err = spec_errors(e, JobSpec)[0]
             raise invalid([*loc, *err["loc"]], err["msg"]) from None
         try:
             prepare_job(job, store=store, settings=settings, tenant=tenant, limits=limits)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Limits, PrincipalDep
 from api.deps import CeleryDep, SettingsDep, StoreDep, TenantDep
-from api.errors import ApiError, not_found
+from api.errors import ApiError, not_found, spec_errors
 from api.idempotency import Idempotency, idempotent
 from api.schemas import ErrorPublic
 from api.submit import api_enqueue, prepare_job
@@ -25,7 +25,7 @@ from tricklab.server.store import Store
 from tricklab.server.sweeps import SweepNotFound, SweepStore, counts, sweep_status
 from tricklab.settings import Settings
 from tricklab.sweep_spec import SweepSpec, child_spec, expand
-from tricks.spec import JobSpec, SpecError, validation_errors
+from tricks.spec import JobSpec, SpecError
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -74,7 +74,7 @@ def _children(
             try:
                 spec = JobSpec.model_validate(raw)
             except ValidationError as e:
-                err = validation_errors(e)[0]
+                err = spec_errors(e, JobSpec)[0]
                 raise _variant_error(v, seed, err["loc"], err["msg"]) from None
             try:
                 job = prepare_job(

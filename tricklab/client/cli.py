@@ -24,16 +24,17 @@ from tricklab.client.cli_jobs import (
     cmd_model,
     cmd_status,
     cmd_submit,
-    cmd_upload,
     cmd_watch,
 )
 from tricklab.client.cli_searches import add_search_commands  # search, search-report, ...
 from tricklab.client.cli_sweeps import add_sweep_commands  # sweep, sweep-report, sweep-cancel
+from tricklab.client.cli_upload import add_upload_command
 from tricklab.client.cli_util import (
     EPILOG,
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PIPE,
     EXIT_USAGE,
     UsageError,
 )
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, help="default: the job spec's training.epochs")
     s.add_argument("--steps-per-epoch", type=int, help="default: n_train // batch_size")
     s.add_argument("--n-train", type=int, help="training samples, for uploaded datasets")
+    s.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="take steps per epoch from this dataset's training split (a built-in or an "
+        "uploaded id; overrides a job spec's data.dataset)",
+    )
+    s.add_argument("--batch-size", type=int, help="default: the job spec's training.batch_size")
     s.add_argument("--png", metavar="OUT.png")
     s.add_argument("--log", action="store_true", help="log-scale y axis")
 
@@ -203,9 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--png", metavar="OUT.png")
     s.add_argument("--max-points", type=int)
 
-    s = add("upload", cmd_upload, "upload a dataset (.npz with x, y[, x_val, y_val] or .csv)")
-    s.add_argument("file")
-    s.add_argument("--name")
+    add_upload_command(add)  # tus, resumable (tricklab/client/cli_upload.py)
 
     add("datasets", cmd_datasets, "list built-in and uploaded datasets")
 
@@ -243,7 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         rc = EXIT_CANCELLED
+    except BrokenPipeError:
+        rc = _stdout_closed()
     return rc
+
+
+def _stdout_closed() -> int:
+    """The reader went away (`tricklab ls | head -1`): end quietly with EXIT_PIPE.
+
+    Python would flush stdout again at exit and print a second BrokenPipeError, so
+    stdout is pointed at /dev/null first (the recipe of Python's signal docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 if __name__ == "__main__":

@@ -77,48 +77,83 @@ def cmd_lr(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _schedule_args(raw: Any, a: argparse.Namespace) -> tuple[float, int, int, dict[str, Any]]:
-    """(lr, epochs, steps_per_epoch, schedule) from a ScheduleSpec file or a whole JobSpec."""
+def _schedule_args(
+    raw: Any, a: argparse.Namespace, c: Client
+) -> tuple[float, int, int, dict[str, Any], str]:
+    """(lr, epochs, steps_per_epoch, schedule, where the steps come from) from a
+    ScheduleSpec file or a whole JobSpec, with --dataset/--n-train/--batch-size on top."""
     from pydantic import ValidationError
 
-    from tricks.catalog import builtin_meta
-    from tricks.spec import JobSpec, ScheduleSpec, steps_per_epoch
+    from tricks.spec import DataSpec, JobSpec, ScheduleSpec, TrainingSpec, steps_per_epoch
 
     if not isinstance(raw, dict):
         raise UsageError(f"{a.schedule}: expected a JSON/YAML object")
+    dataset, val_fraction = a.dataset, DataSpec.model_fields["val_fraction"].default
+    batch = TrainingSpec.model_fields["batch_size"].default
     if "data" in raw or "training" in raw or "optimizer" in raw:
+        if dataset:
+            raw = {**raw, "data": {**(raw.get("data") or {}), "dataset": dataset}}
         validate_spec(raw, a.schedule)
         spec = JobSpec.model_validate(raw)
         lr = a.lr if a.lr is not None else spec.optimizer.lr
         epochs = a.epochs if a.epochs is not None else spec.training.epochs
-        spe = a.steps_per_epoch
-        if spe is None:
-            n_train = a.n_train
-            if n_train is None:
-                meta = builtin_meta(spec.data.dataset, spec.data.val_fraction)
-                if meta is None:
-                    raise UsageError(
-                        f"dataset {spec.data.dataset!r} is not built in: give --steps-per-epoch or --n-train"
-                    )
-                n_train = meta.n_train
-            spe = steps_per_epoch(n_train, spec.training.batch_size)
-        return lr, epochs, spe, spec.schedule.model_dump(mode="json")
+        dataset, val_fraction = spec.data.dataset, spec.data.val_fraction
+        batch, sched = spec.training.batch_size, spec.schedule
+    else:
+        try:
+            sched = ScheduleSpec.model_validate(raw)
+        except ValidationError as e:
+            raise UsageError(f"invalid schedule {a.schedule}: {_one_line_errors(e)}") from None
+        need = ["lr", "epochs"] + ([] if dataset or a.n_train else ["steps_per_epoch"])
+        missing = [f"--{n.replace('_', '-')}" for n in need if getattr(a, n) is None]
+        if missing:
+            hint = (
+                " (or --dataset NAME instead of --steps-per-epoch)"
+                if "--steps-per-epoch" in missing
+                else ""
+            )
+            raise UsageError(f"{a.schedule} is a schedule only: give {', '.join(missing)}{hint}")
+        lr, epochs = a.lr, a.epochs
+    batch = a.batch_size or batch
+    if a.steps_per_epoch is not None:
+        return lr, epochs, a.steps_per_epoch, sched.model_dump(mode="json"), ""
+    n_train = a.n_train if a.n_train is not None else _n_train(c, dataset, val_fraction)
+    where = f"{n_train} training samples" + (f" of {dataset}" if a.n_train is None else "")
+    spe = steps_per_epoch(n_train, batch)
+    return lr, epochs, spe, sched.model_dump(mode="json"), f"{where} / batch {batch}"
+
+
+def _n_train(c: Client, dataset: str, val_fraction: float) -> int:
+    """The training split a job on `dataset` gets: built-ins from the catalog, uploads
+    from GET /datasets/{id} (split by val_fraction unless they carry their own x_val)."""
+    from tricks.catalog import builtin_meta
+    from tricks.spec import split_sizes
+
+    meta = builtin_meta(dataset, val_fraction)
+    if meta is not None:
+        return meta.n_train
     try:
-        sched = ScheduleSpec.model_validate(raw)
-    except ValidationError as e:
-        raise UsageError(f"invalid schedule {a.schedule}: {_one_line_errors(e)}") from None
-    missing = [
-        f"--{n.replace('_', '-')}"
-        for n in ("lr", "epochs", "steps_per_epoch")
-        if getattr(a, n) is None
-    ]
-    if missing:
-        raise UsageError(f"{a.schedule} is a schedule only: give {', '.join(missing)}")
-    return a.lr, a.epochs, a.steps_per_epoch, sched.model_dump(mode="json")
+        d = c.dataset(dataset)
+    except ApiError as e:
+        if e.status == 404:
+            raise UsageError(
+                f"dataset {dataset!r} is neither built in nor uploaded (tricklab datasets lists them)"
+            ) from None
+        if e.status == 0:
+            raise UsageError(
+                f"dataset {dataset!r} is not built in and the API is unreachable ({e}): "
+                "give --n-train or --steps-per-epoch"
+            ) from None
+        raise
+    n_train, n_val = int(d.get("n_train") or 0), int(d.get("n_val") or 0)
+    own = d.get("own_val")
+    if own is True or (own is None and n_val > 0):  # its own x_val: every job trains on x
+        return n_train
+    return split_sizes(n_train + n_val, val_fraction)[0]
 
 
 def cmd_preview(c: Client, a: argparse.Namespace) -> int:
-    lr, epochs, spe, sched = _schedule_args(load_file(a.schedule), a)
+    lr, epochs, spe, sched, where = _schedule_args(load_file(a.schedule), a, c)
     try:
         res = c.preview(lr, epochs, spe, sched)
     except ApiError as e:
@@ -141,7 +176,8 @@ def cmd_preview(c: Client, a: argparse.Namespace) -> int:
         title = f"{'warm-up + ' if sched.get('warmup') else ''}{kind}: lr {lr:g}, {epochs} epochs × {spe} steps"
         plot_lr({"step": steps, "lr": lrs}, None, a.png, log_y=a.log, title=title)
         _out(f"wrote {a.png}")
-    _out(f"total_steps {total} ({epochs} epochs × {spe} steps per epoch)")
+    per = f"{spe} steps per epoch" + (f": {where}" if where else "")
+    _out(f"total_steps {total} ({epochs} epochs × {per})")
     if lrs:
         picks = sorted({0, len(lrs) // 4, len(lrs) // 2, 3 * len(lrs) // 4, len(lrs) - 1})
         _out("  " + ", ".join(f"step {steps[i]}: {lrs[i]:.4g}" for i in picks))

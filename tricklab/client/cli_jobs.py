@@ -1,5 +1,5 @@
-"""Job commands: `submit`, `watch`, `ls` (`jobs`), `tag`, `status`, `cancel`, `rm`, `upload`,
-`datasets`, `model`, `checkpoints`."""
+"""Job commands: `submit`, `watch`, `ls` (`jobs`), `tag`, `status`, `cancel`, `rm`,
+`datasets`, `model`, `checkpoints` (`upload` is tricklab/client/cli_upload.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from tricklab.client.cli_util import (
     _num,
     _out,
     _table,
+    epoch_of,
+    error_text,
     load_file,
+    train_val,
     validate_spec,
 )
 from tricklab.client.http import Client, jobs_of
@@ -60,7 +63,7 @@ def cmd_ls(c: Client, a: argparse.Namespace) -> int:
         frac = p.get("fraction")
         if j.get("status") == "succeeded":
             frac = 1.0
-        epoch = f"{_ep(p.get('epoch'))}/{p.get('epochs', '-')}" if p else "-"
+        epoch = epoch_of(p, j.get("status"))
         rows.append(
             [
                 j.get("id", "?"),
@@ -172,7 +175,7 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
     )
     if p:
         _out(
-            f"  progress   epoch {_ep(p.get('epoch'))}/{p.get('epochs', '-')}, step "
+            f"  progress   epoch {epoch_of(p, j.get('status'))}, step "
             f"{p.get('step', '-')}/{p.get('total_steps', '-')} ({_num((p.get('fraction') or 0) * 100, '.0f')}%), "
             f"ETA {_duration(p.get('eta_seconds'))}, {_num(p.get('samples_per_second'), '.0f')} samples/s"
         )
@@ -200,14 +203,27 @@ def cmd_status(c: Client, a: argparse.Namespace) -> int:
             f"  lr range   suggested lr {lr_range['suggested_lr']:.3g} ({lr_range.get('rule', '')})"
         )
     if j.get("error"):
-        _out(f"  error      {_outcome_line(j).split(': ', 1)[-1]}")
+        _out(f"  error      {error_text(j.get('status'), j['error'])}")
     return EXIT_OK
 
 
 def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
+    """Say what the cancel did: a queued job is gone at once, a running one stops later."""
     res = c.cancel(a.id)
-    _out(f"{a.id}: {res.get('status', 'cancel requested')}")
+    _out(cancel_line(a.id, res))
     return EXIT_OK
+
+
+def cancel_line(job_id: str, res: dict) -> str:
+    """The POST /jobs/{id}/cancel answer in words (status is what the job is now)."""
+    if res.get("status") == "cancelled":
+        return f"cancelled: {job_id} was queued; it will not start"
+    if res.get("status") == "running":
+        return (
+            f"cancel requested: {job_id} was running; it stops at its next step "
+            f"(use `tricklab watch {job_id}` to follow)"
+        )
+    return f"cancel requested: {job_id} is {res.get('status', 'unknown')}"
 
 
 def cmd_rm(c: Client, a: argparse.Namespace) -> int:
@@ -224,14 +240,6 @@ def add_rm_command(add) -> None:
     s.add_argument("ids", nargs="+", metavar="ID", help="a job id (j...) or a sweep id (s...)")
 
 
-def cmd_upload(c: Client, a: argparse.Namespace) -> int:
-    if not Path(a.file).is_file():
-        raise UsageError(f"no such file: {a.file}")
-    ds = c.upload_dataset(a.file, name=a.name)
-    _out(ds.get("id", json.dumps(ds)))
-    return EXIT_OK
-
-
 def cmd_datasets(c: Client, a: argparse.Namespace) -> int:
     res = c.datasets()
     items = res if isinstance(res, list) else jobs_of(res) or res.get("datasets", [])
@@ -241,7 +249,7 @@ def cmd_datasets(c: Client, a: argparse.Namespace) -> int:
             d.get("kind", "?"),
             "×".join(str(n) for n in d.get("input_shape") or []) or "-",
             str(d.get("num_classes", "-")),
-            f"{d.get('n_train', '-')}/{d.get('n_val', '-')}",
+            "/".join(str("-" if n is None else n) for n in train_val(d)),
             "built-in" if d.get("builtin") else "upload",
             (d.get("name") or "")[:50],
         ]

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+# The reader of stdout went away (`tricklab ls | head -1`): 128 + SIGPIPE, what a program
+# killed by SIGPIPE returns, so `set -o pipefail` scripts see it as coreutils' tools do.
+EXIT_PIPE = 141
 EPILOG = """exit codes:
   0    success (for --watch / watch: the job succeeded)
   1    the job failed, or the API answered with an error, or it could not be reached
   2    invalid spec or arguments (checked locally, or a 4xx validation error from the API)
   130  the job was cancelled (or you pressed Ctrl-C)
+  141  the reader of stdout stopped early (`tricklab ls | head -1`); nothing else went wrong
+
+epochs: shown 1-based, "epoch 9/20" is the 9th of 20 (the API's progress.epoch and
+best.epoch are 0-based indexes: 8 there); a job that has not started shows "—/20".
 
 environment: TRICKLAB_URL (default http://127.0.0.1:8000), TRICKLAB_API_KEY."""
 
@@ -109,7 +117,55 @@ def _num(v: Any, fmt: str = ".4g") -> str:
 
 def _ep(epoch: Any) -> str:
     """Epochs are 0-based in the API; people (and the progress bar) count from 1."""
-    return str(epoch + 1) if isinstance(epoch, int) else "-"
+    return str(epoch + 1) if isinstance(epoch, int) and not isinstance(epoch, bool) else "-"
+
+
+def epoch_of(progress: dict[str, Any], status: str | None) -> str:
+    """'9/20' for the 9th of 20 epochs (the 0-based progress.epoch 8); '—/20' before the
+    first update (a queued job's progress is the plan's zeros, not epoch 1); '-' without one."""
+    epochs = progress.get("epochs")
+    if not progress or not epochs:
+        return "-"
+    ep, step = progress.get("epoch"), progress.get("step")
+    if status == "queued" and not step:
+        return f"—/{epochs}"
+    if not isinstance(ep, int) or isinstance(ep, bool):
+        return f"-/{epochs}"
+    return f"{min(ep + 1, int(epochs))}/{epochs}"
+
+
+def train_val(d: dict[str, Any]) -> tuple[Any, Any]:
+    """(n_train, n_val) of a GET /datasets item, as a job with the default val_fraction splits it.
+
+    A dataset without its own validation split is split by each job (data.val_fraction);
+    an API that reports such a dataset as n_val 0 (older ones did) gets the default split
+    computed here, with the same rule the API and worker use (tricks.spec.split_sizes).
+    """
+    n_train, n_val = d.get("n_train"), d.get("n_val")
+    own = d.get("own_val")
+    if isinstance(n_train, int) and n_val == 0 and own is not True:
+        from tricks.spec import DataSpec, split_sizes
+
+        return split_sizes(n_train, DataSpec.model_fields["val_fraction"].default)
+    return n_train, n_val
+
+
+def error_text(status: str | None, err: Any) -> str:
+    """'failed: diverged — the loss became nan or inf at step 123 (lr 0.9)': the status, the
+    error type and its message once (the message often repeats the type)."""
+    if not isinstance(err, dict):
+        return f"{status}: {' '.join(str(err).split())}" if err else str(status)
+    kind = str(err.get("type") or "error")
+    msg = " ".join(str(err.get("message") or "").split())
+    m = _DIVERGED.fullmatch(msg) if kind == "diverged" else None
+    if m:
+        msg = f"the loss became nan or inf at step {m['step']} (lr {m['lr']})"
+    elif msg.lower().startswith(kind.replace("_", " ").lower()):
+        msg = msg[len(kind) :].lstrip(" :")
+    return f"{status}: {kind.replace('_', ' ')}" + (f" — {msg}" if msg else "")
+
+
+_DIVERGED = re.compile(r"diverged at step (?P<step>\d+) \(lr = (?P<lr>[^)]+)\)")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:

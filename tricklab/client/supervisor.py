@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tricklab.procs import children_of, cmdline
@@ -78,13 +79,44 @@ class Supervised:
     failures: int = 0  # exits in a row, each before up_stable_s
     restarts: int = 0
     restart_at: float | None = None
+    # Where its stdout and stderr go (appended; var/log/NAME.log in a quiet `up`); None:
+    # the console, as `up --verbose` has it.
+    log: Path | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, start_new_session=True, preexec_fn=_term_with_parent
-        )
+        out = None
+        if self.log is not None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            out = open(self.log, "ab")  # noqa: SIM115 - the child keeps its own copy
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            out.write(f"==== tricklab up: starting {self.name} at {stamp}\n".encode())
+            out.flush()
+        try:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_term_with_parent,
+                stdout=out,
+                stderr=subprocess.STDOUT if out is not None else None,
+            )
+        finally:
+            if out is not None:
+                out.close()
         self.started_at = time.monotonic()
         self.restart_at = None
+
+    def last_lines(self, n: int = 5) -> list[str]:
+        """The end of its log, so an exit says why without opening the file."""
+        if self.log is None:
+            return []
+        try:
+            with open(self.log, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+                tail = fh.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line[:200] for line in tail[-n:] if line.strip()]
 
 
 @dataclass
@@ -113,6 +145,8 @@ class Supervisor:
                     f"{s.name} (pid {s.proc.pid}) {describe_exit(s.proc.returncode)} after "
                     f"{up_for:.1f} s; restarting it in {delay:g} s "
                     f"(restart {s.restarts + 1}, exit {s.failures} in a row); the rest keeps running"
+                    + "".join(f"\n    | {line}" for line in s.last_lines())
+                    + (f"\n    (all of it: {s.log})" if s.log else "")
                 )
                 s.proc, s.restart_at = None, now + delay
             if s.proc is None and s.restart_at is not None and now >= s.restart_at:

@@ -188,7 +188,33 @@ def parse(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     p.add_argument("--redis-port", type=int, default=6380, help="embedded Redis port")
     p.add_argument("--no-worker", action="store_true", help="start only Redis and the API")
     p.add_argument("--worker-args", default="", help="extra args for `tricklab worker`")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        default=os.environ.get("TRICKLAB_UP_VERBOSE", "") not in ("", "0"),
+        help="print the worker's and the API's output here (default: var/log/*.log; "
+        "also TRICKLAB_UP_VERBOSE=1)",
+    )
     return p.parse_args(argv)
+
+
+LOGS = ("api", "worker", "redis")
+
+
+def log_paths(root: Path, verbose: bool) -> dict[str, Path | None]:
+    """var/log/{api,worker}.log, where a quiet `up` sends their output (None: the console).
+
+    The embedded Redis writes var/redis/redis.log itself; var/log/redis.log links to it,
+    so every log of the stack is in one folder."""
+    if verbose:
+        return dict.fromkeys(LOGS)
+    logs = root / "var" / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    link = logs / "redis.log"
+    if not link.exists() and not link.is_symlink():
+        with contextlib.suppress(OSError):
+            link.symlink_to(Path("..") / "redis" / "redis.log")
+    return {name: logs / f"{name}.log" for name in LOGS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,13 +274,14 @@ def run(
     if ":" in client_host and not client_host.startswith("["):
         client_host = f"[{client_host}]"
     base = f"http://{client_host}:{args.port}"
+    logs = log_paths(root, args.verbose)
     services = []
     if not args.no_worker:
         cmd = [sys.executable, "-m", "worker.launch", *args.worker_args.split()]
-        services.append(Supervised("worker", cmd, env, 60))
+        services.append(Supervised("worker", cmd, env, 60, log=logs["worker"]))
     api_cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", args.host]
-    api_cmd += ["--port", str(args.port), "--log-level", "warning"]
-    services.append(Supervised("api", api_cmd, env, 10))
+    api_cmd += ["--port", str(args.port), "--log-level", "info" if logs["api"] else "warning"]
+    services.append(Supervised("api", api_cmd, env, 10, log=logs["api"]))
 
     sup = Supervisor(
         services,
@@ -285,7 +312,12 @@ def run(
     sup.on_change = write_stack
     for s in services:
         s.start()
-        say(f"started {s.name} (pid {s.proc.pid if s.proc else '?'})")
+    started = ", ".join(f"{s.name} (pid {s.proc.pid if s.proc else '?'})" for s in services)
+    print(f"  Started:  {started}", flush=True)
+    if logs["api"]:
+        print(
+            f"  Logs:     {logs['api'].parent}/{{{','.join(LOGS)}}}.log (--verbose prints them here)"
+        )
     write_stack()
 
     # Ready = Redis and a worker reachable (/readyz); without a worker, the API answering.
@@ -301,6 +333,8 @@ def run(
             next_probe = now + 0.5
             if ok:
                 announced = True
+                path = ready_url.removeprefix(base)
+                print(f"  Ready:    {path} 200 after {now - t0:.1f} s", flush=True)
                 banner(args, base, env, settings.auth)
             elif not warned and now - t0 > READY_WARN_S:
                 warned = True
@@ -316,25 +350,24 @@ def run(
 
 
 def banner(args: argparse.Namespace, base: str, env: dict[str, str], auth: str) -> None:
+    """The few lines a person needs, the URLs and the export line last (below any logs)."""
     lines = [
-        f"  API:       {base}",
-        f"  API docs:  {base}/docs",
-        f"  Dashboard: {base}/",
-        f"  Artifacts: {env['ARTIFACT_DIR']}",
-        f"  Health:    {base}/healthz (live: the API answers), "
-        f"{base}/readyz (ready: Redis and a worker answer)",
-        "",
-        *auth_banner(auth, args.host),
-        "",
-        "  From another shell (`tricklab keys`, `tricklab worker` and the CLI run in this",
-        "  checkout find this stack by themselves, through var/up.json):",
-        f"    export REDIS_URL={env['REDIS_URL']}",
-        f"    export TRICKLAB_URL={base}",
-        f"    export ARTIFACT_DIR={env['ARTIFACT_DIR']}",
+        f"  Health:   {base}/healthz (live), {base}/readyz (ready: Redis and a worker answer)",
+        f"  Data:     artifacts in {env['ARTIFACT_DIR']}",
+        "  Other shells in this checkout find this stack through var/up.json; elsewhere:",
+        f"    export REDIS_URL={env['REDIS_URL']} ARTIFACT_DIR={env['ARTIFACT_DIR']}",
     ]
     if args.no_worker:
         lines.append("  No worker (--no-worker): /readyz answers 503 until one runs.")
-    lines.append("\n  Ctrl-C stops everything.")
+    lines += [
+        "  Ctrl-C stops everything.",
+        "",
+        *auth_banner(auth, args.host),
+        "",
+        f"  Dashboard: {base}/",
+        f"  API docs:  {base}/docs",
+        f"  export TRICKLAB_URL={base}",
+    ]
     print("\n".join(lines), flush=True)
 
 

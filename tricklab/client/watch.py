@@ -12,6 +12,7 @@ from tricklab.client.cli_util import (
     EXIT_OK,
     _duration,
     _ep,
+    error_text,
 )
 from tricklab.client.http import TERMINAL, ApiError, Client, ConnectionError
 
@@ -122,8 +123,11 @@ class Progress:
         fill = int(round(frac * width))
         parts = []
         if eps:
-            # epochs are 0-based in progress and events; people count from 1
-            parts.append(f"epoch {min(int(ep or 0) + 1, int(eps))}/{eps}")
+            # epochs are 0-based in progress and events; people count from 1 (cli_util.epoch_of)
+            started = self.status != "queued" or bool(step)
+            parts.append(
+                f"epoch {min(int(ep or 0) + 1, int(eps))}/{eps}" if started else f"epoch —/{eps}"
+            )
         if total:
             parts.append(f"step {int(step or 0)}/{total}")
         parts.append(f"[{'#' * fill}{'.' * (width - fill)}] {frac * 100:3.0f}%")
@@ -187,12 +191,7 @@ def _outcome_line(job: dict[str, Any]) -> str:
             bits.append(f"suggested lr {lr_range['suggested_lr']:.3g} ({lr_range.get('rule', '')})")
         return ", ".join(bits)
     if status == "failed":
-        err = job.get("error") or {}
-        if isinstance(err, dict):
-            what = f"{err.get('type') or 'error'}: {err.get('message') or ''}".strip(": ")
-        else:
-            what = str(err)
-        return f"job {job.get('id')} failed: {' '.join(what.split())}"
+        return f"job {job.get('id')} {error_text('failed', job.get('error') or {})}"
     return f"job {job.get('id')} {status}"
 
 

@@ -6,7 +6,7 @@
 // polls so checkboxes (for Compare) survive updates.
 
 import { api, listOf } from "./api.js";
-import { h, badge, progressBar, pct, num, age, duration, epochLabel, errorText, debounce } from "./util.js";
+import { h, badge, progressBar, pct, num, age, duration, errorText, debounce } from "./util.js";
 import { STATUSES } from "./vocab.js";
 
 const POLL_MS = 2000;
@@ -247,13 +247,22 @@ export function mountJobs(root, params) {
     stTd.replaceChildren(badge(job.status),
       job.pending_reason ? h("div", { class: "muted small pending-reason", title: job.pending_reason }, job.pending_reason) : "");
     prog.replaceChildren(progressBar(job));
-    epoch.textContent = epochLabel(job);
+    epoch.textContent = epochCell(job);
     const b = job.best || {};
     // best.epoch is 0-based in the API; people count epochs from 1
     best.textContent = typeof b.val_acc === "number" ? `${pct(b.val_acc)} (ep ${b.epoch + 1})` : "–";
     st.cols.forEach((c, i) => { rest[i].textContent = cellText(c, valueAt(job, c)); });
     ageTd.textContent = age(job.created_at);
     return tr;
+  }
+
+  // Epochs 1-based, as the CLI shows them (docs/conventions.md, Epochs): index 8 of 20 is
+  // "9/20"; a job before its first update (queued, step 0) shows "—/20", not "1/20".
+  function epochCell(job) {
+    const p = job.progress || {};
+    if (!p.epochs) return "–";
+    if (job.status === "queued" && !p.step) return `—/${p.epochs}`;
+    return `${Math.min((p.epoch || 0) + 1, p.epochs)}/${p.epochs}`;
   }
 
   function groupKey(job) {
