@@ -204,7 +204,7 @@ def test_schedule_examples_validate(path):
 
 
 def test_make_signals_writes_a_valid_upload(tmp_path):
-    from tricks.uploads import read_upload
+    from tricks.ingest.pipeline import ingest_file
 
     out = tmp_path / "s.npz"
     r = subprocess.run(
@@ -214,7 +214,7 @@ def test_make_signals_writes_a_valid_upload(tmp_path):
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    _, meta = read_upload(out.read_bytes(), "s.npz", dataset_id="d1")
+    meta = ingest_file(out, "s.npz", datasets_dir=tmp_path / "datasets", dataset_id="d1")
     assert meta.kind == "sequence" and meta.input_shape == [1, 64] and meta.num_classes == 3
 
 

@@ -6,17 +6,14 @@ by hand, as a worker would, so each case is quick and exact."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from support import launch_api, minimal_spec, wait_for
+from support.bare import BareApi
 
 from tricklab.server import retention
-from tricklab.server.connection import connect
-from tricklab.server.store import Store
-from tricklab.settings import Settings
 
 pytestmark = pytest.mark.service
 
@@ -24,45 +21,19 @@ DB = 10  # test_retention's database: modules run one after the other, each flus
 DAY = 86400.0
 
 
-class Api:
-    def __init__(self, p) -> None:
-        self.url, self.redis_url, self.artifact_dir, self.proc = (
-            p.url,
-            p.redis_url,
-            p.artifact_dir,
-            p.proc,
-        )
-        self.r = connect(p.redis_url)
-        self.store = Store(self.r, "tl")
+def trial_jobs(api: BareApi, c: httpx.Client, search_id: str, n: int) -> list[str]:
+    """The job ids of the search's first n trials, once the driver has created them."""
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+    def created():
+        s = c.get(f"/searches/{search_id}").json()
+        ids = [t["job_id"] for t in s["trials"] if t.get("job_id")]
+        return ids if len(ids) == n and all(api.r.exists(f"tl:job:{j}") for j in ids) else None
 
-    def settings(self, **kw) -> Settings:
-        return Settings(REDIS_URL=self.redis_url, ARTIFACT_DIR=str(self.artifact_dir), **kw)
-
-    def trial_jobs(self, c: httpx.Client, search_id: str, n: int) -> list[str]:
-        def created():
-            s = c.get(f"/searches/{search_id}").json()
-            ids = [t["job_id"] for t in s["trials"] if t.get("job_id")]
-            return ids if len(ids) == n and all(self.r.exists(f"tl:job:{j}") for j in ids) else None
-
-        return wait_for(created, 30, what=f"{n} trial jobs of {search_id}")
-
-    def claim(self, job_id: str) -> int:
-        attempt, st = self.store.claim(job_id, "test-worker", lease_s=60, max_attempts=3)
-        assert attempt, st
-        return attempt
-
-    def finish(self, job_id: str, status: str = "succeeded") -> None:
-        assert self.store.finish(job_id, self.claim(job_id), status)
-
-    def age(self, job_id: str, days: float) -> None:
-        self.r.hset(f"tl:job:{job_id}", "finished_at", f"{time.time() - days * DAY:.6f}")
+    return wait_for(created, 30, what=f"{n} trial jobs of {search_id}")
 
 
 @pytest.fixture(scope="module")
-def api(redis_server, tmp_path_factory) -> Iterator[Api]:
+def api(redis_server, tmp_path_factory) -> Iterator[BareApi]:
     p = launch_api(
         redis_server.port,
         tmp_path_factory,
@@ -71,7 +42,7 @@ def api(redis_server, tmp_path_factory) -> Iterator[Api]:
         TRICKLAB_RETENTION_INTERVAL_S="0",  # rounds run by hand here
         TRICKLAB_DELETE_WAIT_S="0.5",
     )
-    yield Api(p)
+    yield BareApi(p)
     p.proc.stop()
 
 
@@ -92,7 +63,7 @@ def test_a_finished_search_expires_as_a_whole_once_every_job_is_past_the_ttl(api
         r = c.post("/searches", json=body(2))
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
-        jobs = api.trial_jobs(c, sid, 2)
+        jobs = trial_jobs(api, c, sid, 2)
         for j in jobs:
             api.finish(j)
         wait_for(
@@ -119,7 +90,7 @@ def test_a_finished_search_expires_as_a_whole_once_every_job_is_past_the_ttl(api
 def test_a_delete_answered_202_finishes_in_the_round_once_the_trials_stop(api):
     with api.client() as c:
         sid = c.post("/searches", json=body(2)).json()["id"]
-        done, running = api.trial_jobs(c, sid, 2)
+        done, running = trial_jobs(api, c, sid, 2)
         api.finish(done)
         attempt = api.claim(running)  # a worker holds it: DELETE cannot remove it yet
         r = c.delete(f"/searches/{sid}")
@@ -141,7 +112,7 @@ def test_an_open_search_is_never_expired(api):
     with api.client() as c:
         b = {**body(3), "max_concurrent": 1}  # trials one at a time: the search stays open
         sid = c.post("/searches", json=b).json()["id"]
-        (first,) = api.trial_jobs(c, sid, 1)
+        (first,) = trial_jobs(api, c, sid, 1)
         api.finish(first)
         api.age(first, 400)
         # the driver may have started trial 2 by now; either way the search is open

@@ -12,13 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
 from support import assert_error, launch_api, minimal_spec, plain_spec, submit, wait_for
+from support.bare import BareApi
 
 from tricklab.server.connection import connect
-from tricklab.server.store import Store
 
 pytestmark = pytest.mark.service
 
@@ -28,24 +27,7 @@ DB = (
 WAIT_S = 2.0  # TRICKLAB_DELETE_WAIT_S of this API
 
 
-class Bare:
-    def __init__(self, p) -> None:
-        self.url, self.redis_url, self.artifact_dir, self.proc = (
-            p.url,
-            p.redis_url,
-            p.artifact_dir,
-            p.proc,
-        )
-        self.r = connect(p.redis_url)
-        self.store = Store(self.r, "tl")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-    def claim(self, job_id: str) -> int:
-        attempt, st = self.store.claim(job_id, "test-worker", lease_s=60, max_attempts=3)
-        assert attempt, st
-        return attempt
+Bare = BareApi
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from support import (
     wait_for,
     wait_job,
 )
+from support.bare import BareApi
 
 from tricklab.server import retention
 from tricklab.server.connection import connect
@@ -37,33 +38,11 @@ TICKING_DB = 8
 DAY = 86400.0
 
 
-class Bare:
-    def __init__(self, p) -> None:
-        self.url, self.redis_url, self.artifact_dir, self.proc = (
-            p.url,
-            p.redis_url,
-            p.artifact_dir,
-            p.proc,
-        )
-        self.r = connect(p.redis_url)
-        self.store = Store(self.r, "tl")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-    def settings(self, **kw) -> Settings:
-        return Settings(REDIS_URL=self.redis_url, ARTIFACT_DIR=str(self.artifact_dir), **kw)
-
+class Bare(BareApi):
     def finished_job(self, c: httpx.Client, status: str = "succeeded", **spec) -> str:
         jid = submit(c, {**minimal_spec(), **spec})["id"]
-        attempt, st = self.store.claim(jid, "test-worker", lease_s=60, max_attempts=3)
-        assert attempt, st
-        assert self.store.finish(jid, attempt, status)
+        self.finish(jid, status)
         return jid
-
-    def age(self, job_id: str, days: float) -> None:
-        """Make the job look finished `days` ago."""
-        self.r.hset(f"tl:job:{job_id}", "finished_at", f"{time.time() - days * DAY:.6f}")
 
 
 @pytest.fixture(scope="module")

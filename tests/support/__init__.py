@@ -6,6 +6,8 @@
 - cluster: the reliability tests' private cluster with short leases
 - specs: the named job specs (minimal, small, long, plain, reliability)
 - jobs: submit and stop a job over HTTP; the error shape
+- bare: `BareApi`, an API without a worker whose jobs a test claims and finishes by hand
+  (`from support.bare import BareApi`)
 - waiting: `wait_for`, the one polling loop, and the job waits built on it
 - history: a job's event stream and curves read back, and checks on them
 - promtext: a strict parser for the Prometheus text format (`from support.promtext import ...`)

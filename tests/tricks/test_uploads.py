@@ -1,14 +1,40 @@
-"""Upload parsing: good files pass, every hostile file is an UploadError naming the problem."""
+"""Upload parsing (tricks.ingest, what POST /datasets runs): good files pass, every hostile
+file is an UploadError naming the problem, and nothing is left in the datasets directory."""
 
 from __future__ import annotations
 
 import io
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tricks.uploads import UploadError, read_upload
+from tricks.ingest.common import IngestLimits
+from tricks.ingest.pipeline import ingest_file
+from tricks.uploads import UploadError, open_stored
+
+
+def read_upload(data: bytes, filename: str, *, dataset_id: str, **limits):
+    """The bytes of an upload through the ingest pipeline: (stored arrays, DatasetMeta)."""
+    with tempfile.TemporaryDirectory() as d:
+        src, store = Path(d) / "upload.part", Path(d) / "datasets"
+        src.write_bytes(data)
+        store.mkdir()
+        try:
+            meta = ingest_file(
+                src,
+                filename,
+                datasets_dir=store,
+                dataset_id=dataset_id,
+                limits=IngestLimits(**limits),
+            )
+        finally:
+            left = sorted(p.name for p in store.iterdir())
+        assert left == ([dataset_id] if "meta" in locals() else []), left  # nothing half-written
+        arrays = {k: np.array(v) for k, v in open_stored(store, dataset_id, mmap=False).items()}
+    return arrays, meta
 
 
 def npz(compressed: bool = False, **arrays) -> bytes:
@@ -33,10 +59,17 @@ def refused(data: bytes, filename: str = "d.npz", **kw) -> UploadError:
 )
 def test_good_npz(shape: tuple, kind: str) -> None:
     arrays, meta = read_upload(npz(**good(shape=shape)), "mine.npz", dataset_id="ds1")
-    assert arrays["x"].dtype == np.float32 and arrays["y"].dtype == np.int64
+    assert (
+        arrays["x"].dtype == np.float32 and arrays["y"].dtype == np.uint8
+    )  # 3 classes: the smallest type
     assert arrays["x"].shape == (30, *shape)
     assert meta.id == "ds1" and meta.kind == kind and meta.input_shape == list(shape)
-    assert (meta.num_classes, meta.n_train, meta.n_val, meta.builtin) == (3, 30, 0, False)
+    assert (meta.num_classes, meta.n_train, meta.n_val, meta.builtin) == (
+        3,
+        24,
+        6,
+        False,
+    )  # the default split: 20% of 30 held out
 
 
 def test_good_npz_with_val_split_compressed() -> None:
@@ -44,7 +77,7 @@ def test_good_npz_with_val_split_compressed() -> None:
     data = npz(compressed=True, **g, x_val=g["x"][:12], y_val=g["y"][:12].astype(np.float64))
     arrays, meta = read_upload(data, "v.NPZ", dataset_id="ds1")
     assert (meta.n_train, meta.n_val) == (30, 12)
-    assert arrays["y_val"].dtype == np.int64
+    assert arrays["y_val"].dtype == np.uint8
     np.testing.assert_array_equal(arrays["y_val"], g["y"][:12])
 
 
@@ -144,7 +177,7 @@ def test_zip_bomb_is_refused_before_inflating() -> None:
     # 64 MiB of zeros compresses to ~64 KiB; the declared size gives it away.
     data = npz(compressed=True, x=np.zeros((2**20, 8)), y=np.arange(2**20) % 2)
     assert len(data) < 2**20
-    err = refused(data, max_uncompressed_bytes=2**20)
+    err = refused(data, max_inflated_bytes=2**20)
     assert "limit" in str(err) and str(2**20) in str(err)
 
 
