@@ -97,24 +97,41 @@ def add_noise(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.
 _CROP_Y, _CROP_X, _HFLIP, _VFLIP, _ANGLE, _MOVE_Y, _MOVE_X = range(7)
 
 
-def _int_shift(u: torch.Tensor, m: int) -> torch.Tensor:
-    """Integers uniform in [−m, m] from uniforms in [0, 1)."""
-    return (u * (2 * m + 1)).floor_().clamp_(max=2 * m).sub_(m)
+def _int_shift(u: torch.Tensor, m: int, *, centre: bool = True) -> torch.Tensor:
+    """Integers uniform in [−m, m] from uniforms in [0, 1) (in [0, 2m] with centre=False)."""
+    cells = (u * (2 * m + 1)).floor_().clamp_(max=2 * m)
+    return cells.sub_(m) if centre else cells
 
 
 @functools.lru_cache(maxsize=16)
-def _pixel_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """(h·w, 3) rows (x, y, 1): pixel centres in pixels from the image centre, x along w."""
+def _grid_basis(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(6, h·w·2): a batch's (N, 6) affine coefficients times this is its (N, h, w, 2) grid.
+
+    Row (k, j) holds coordinate k (x, y, 1) of every pixel centre, in pixels from the
+    image centre (x along w), scaled to grid_sample's units (align_corners=False:
+    x / (w/2), y / (h/2)), in output column (·, j) and 0 in the other one. So one
+    (N, 6) × (6, 2·h·w) product gives the grid already laid out as grid_sample reads
+    it: no (h·w, N, 2) → (N, h·w, 2) transpose copy, and not a batched matmul with
+    k = 3, several times slower.
+    """
     ys = torch.arange(h, device=device, dtype=torch.float32) - (h - 1) / 2
     xs = torch.arange(w, device=device, dtype=torch.float32) - (w - 1) / 2
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack((gx, gy, torch.ones_like(gx)), dim=-1).view(h * w, 3)
+    pixels = torch.stack((gx, gy, torch.ones_like(gx)), dim=-1).view(h * w, 3)
+    scale = torch.diag(torch.tensor((2.0 / w, 2.0 / h), device=device))
+    return torch.einsum("pk,jl->kjpl", pixels, scale).reshape(6, h * w * 2)
 
 
 @functools.lru_cache(maxsize=16)
-def _to_normalized(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """Pixels → grid_sample's coordinates (align_corners=False): x / (w/2), y / (h/2)."""
-    return torch.tensor((2.0 / w, 2.0 / h), device=device)
+def _crop_keep(h: int, w: int, pc: int, device: torch.device) -> torch.Tensor:
+    """((2pc+1)², h·w) 0/1: pixels that a crop shift (sy, sx) ∈ [−pc, pc]² keeps in frame.
+
+    Row (sy + pc)·(2pc+1) + (sx + pc); pixel (r, c) is kept when (r + sy, c + sx) is in the image.
+    """
+    s = torch.arange(-pc, pc + 1, device=device)
+    r, c = torch.arange(h, device=device) + s[:, None], torch.arange(w, device=device) + s[:, None]
+    rows, cols = (r >= 0) & (r < h), (c >= 0) & (c < w)  # (2pc+1, h), (2pc+1, w)
+    return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(-1, h * w).float()
 
 
 @functools.lru_cache(maxsize=16)
@@ -128,13 +145,16 @@ def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) ->
     Each is a map from output pixel to source pixel, applied in the order
     crop → hflip → vflip → rotate → translate. Without rotation every map is an
     integer shift or a reversal and their composition is done as one gather:
-    values are exactly the input's or 0. With rotation, crop and flips are that
-    gather (so the rotation cannot bring back what the crop cut away: the same
-    as the chain of single ops) and rotation plus translation are one bilinear
-    grid_sample, zeros outside. Fusing also means translate brings in content
-    where the rotation (or crop) moved it just out of frame, instead of the
-    zeros a chain of separate resamplings would leave: a border effect of at
-    most `translate` pixels.
+    values are exactly the input's or 0. With rotation, all of them are one
+    bilinear grid_sample, zeros outside: the crop's shift and the flips map pixel
+    centres onto pixel centres, so in the affine map they leave the rotation's
+    bilinear weights as they are, and the pixels the crop cuts away are zeroed
+    in the source first (a (2p+1)² table of masks), so the rotation cannot bring
+    them back: the chain of single ops, up to float rounding of the grid, with
+    no gather, padding or index arithmetic per chunk. Fusing also means
+    translate brings in content where the rotation (or crop) moved it just out
+    of frame, instead of the zeros a chain of separate resamplings would leave:
+    a border effect of at most `translate` pixels.
     """
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     pc = aug.crop_padding
@@ -142,18 +162,24 @@ def _geometric(x: torch.Tensor, aug: AugmentSpec, generator: torch.Generator) ->
     if not (pc or my or mx or aug.hflip or aug.vflip or aug.rotate > 0):
         return x
     u = _rand_cols(n, generator, x.device)
-    # shift of the content, in pixels: crop (pad-then-crop) and translate, per axis
-    sy = _int_shift(u[:, _CROP_Y], pc) if pc else None
-    sx = _int_shift(u[:, _CROP_X], pc) if pc else None
+    # crop (pad-then-crop): the content's shift (y, x) plus p, in [0, 2p]; both axes in one pass
+    cells = _int_shift(u[:, _CROP_Y : _CROP_X + 1], pc, centre=False) if pc else None
     ty = _int_shift(u[:, _MOVE_Y], my) if my else None
     tx = _int_shift(u[:, _MOVE_X], mx) if mx else None
     fy = u[:, _VFLIP] < FLIP_P if aug.vflip else None
     fx = u[:, _HFLIP] < FLIP_P if aug.hflip else None
     if aug.rotate <= 0:
+        crop = cells.sub(pc) if cells is not None else None
+        sy, sx = (crop[:, 0], crop[:, 1]) if crop is not None else (None, None)
         return _gather(x, sx, sy, fx, fy, tx, ty, (pc + my, pc + mx))
-    if pc or aug.hflip or aug.vflip:  # exact, and what is cropped away stays away
-        x = _gather(x, sx, sy, fx, fy, None, None, (pc, pc))
-    return _affine(x, u[:, _ANGLE].mul(2).sub_(1).mul_(aug.rotate), None, None, None, None, tx, ty)
+    if cells is not None:  # what the crop cuts away stays away: zero it in the source
+        row = cells[:, 0].mul(2 * pc + 1).add_(cells[:, 1]).long()
+        keep = _crop_keep(h, w, pc, x.device).index_select(0, row)
+        x = x * keep.view(n, 1, h, w).to(x.dtype)
+    # the angle in radians, uniform in ±rotate degrees
+    rot = aug.rotate * (math.pi / 180.0)
+    rad = u[:, _ANGLE].mul(2 * rot).sub_(rot)
+    return _affine(x, rad, pc, cells, fx, fy, tx, ty)
 
 
 def _rand_cols(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -199,10 +225,12 @@ def _gather(x, sx, sy, fx, fy, tx, ty, pad: tuple[int, int]) -> torch.Tensor:
     return src.gather(2, idx.view(n, 1, h * w).expand(n, c, h * w)).view_as(x)
 
 
-def _affine(x, degrees, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
-    """Bilinear resampling of (N, C, H, W) through crop, flips, rotation and translate."""
+def _affine(x, rad, pc, cells, fx, fy, tx, ty) -> torch.Tensor:
+    """Bilinear resampling of (N, C, H, W) through crop, flips, rotation and translate.
+
+    `cells`: (N, 2) crop cells (y, x) in [0, 2·pc], the crop shift plus pc; or None.
+    """
     n, _, h, w = x.shape
-    rad = degrees * (math.pi / 180.0)
     cos, sin = torch.cos(rad), torch.sin(rad)
     # source = Fl·R·(q − t) − s in pixels from the centre (q: output pixel, R as in `rotate`,
     # Fl = diag(±1, ±1) the flips, t the translation, s the crop shift)
@@ -213,20 +241,20 @@ def _affine(x, degrees, sx, sy, fx, fy, tx, ty) -> torch.Tensor:
     if fy is not None:
         sign = 1.0 - 2.0 * fy.to(cos.dtype)
         d, e = d * sign, e * sign
-    zero = torch.zeros_like(cos)
-    vx, vy = zero, zero
+    minus_s = None if cells is None else torch.sub(pc, cells)  # −s = pc − cell, (y, x)
     if tx is not None or ty is not None:
+        zero = torch.zeros_like(cos)
         mx = tx if tx is not None else zero
         my = ty if ty is not None else zero
         vx, vy = -(a * mx + b * my), -(d * mx + e * my)
-    if sx is not None:
-        vx, vy = vx - sx, vy - sy
-    m = torch.stack((a, d, b, e, vx, vy), dim=1).view(n, 3, 2)  # rows: x, y, 1 coefficients
-    m = m * _to_normalized(h, w, x.device)  # to grid_sample's units: 6N numbers, not 2·H·W·N
-    # one (H·W, 3) × (3, 2N) product: a batched matmul with k = 3 is several times slower;
-    # grid_sample reads a contiguous (N, H, W, 2) grid faster than the product's transpose
-    src = torch.mm(_pixel_grid(h, w, x.device), m.transpose(0, 1).reshape(3, 2 * n))
-    grid = src.view(h, w, n, 2).permute(2, 0, 1, 3).contiguous()
+        if minus_s is not None:
+            vx, vy = vx + minus_s[:, 1], vy + minus_s[:, 0]
+    elif minus_s is not None:
+        vx, vy = minus_s[:, 1], minus_s[:, 0]
+    else:
+        vx = vy = torch.zeros_like(cos)
+    m = torch.stack((a, d, b, e, vx, vy), dim=1)  # (x, y, 1) coefficients of (source x, y)
+    grid = torch.mm(m, _grid_basis(h, w, x.device)).view(n, h, w, 2)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.to(x.dtype)
 

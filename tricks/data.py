@@ -93,7 +93,9 @@ class Inputs:
 
     def take(self, rows: torch.Tensor) -> torch.Tensor:
         """The inputs at positions `rows` of the split (a gather; one more when indexed)."""
-        return self.present(self.src[rows if self.index is None else self.index[rows]])
+        # index_select: the same rows as src[rows], several times faster on the CPU
+        at = rows if self.index is None else self.index.index_select(0, rows)
+        return self.present(self.src.index_select(0, at))
 
     def rows(self, lo: int, hi: int) -> torch.Tensor:
         """The inputs at positions lo..hi−1 (a slice of src when it is not indexed)."""

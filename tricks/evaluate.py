@@ -8,6 +8,7 @@ probability) into M equal-width bins (lo, hi] over [0, 1]; ECE = Σ_b |B_b|/n ·
 
 from __future__ import annotations
 
+import functools
 from contextlib import AbstractContextManager
 
 import torch
@@ -19,11 +20,16 @@ from tricks.data import Inputs
 ECE_BINS = 15
 
 
+@functools.lru_cache(maxsize=8)
+def _inner_edges(n_bins: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The M − 1 inner bin edges of [0, 1], made once (not per evaluation)."""
+    return torch.linspace(0, 1, n_bins + 1, device=device, dtype=dtype)[1:-1]
+
+
 def _ece_from(conf: torch.Tensor, correct: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Σ_b |Σ_{i∈b} correct_i − Σ_{i∈b} conf_i| / n: |B|/n·|acc(B) − conf(B)| summed, empty bins 0."""
     # bucketize with the inner edges puts conf in bin b when edge[b] < conf <= edge[b+1]
-    edges = torch.linspace(0, 1, n_bins + 1, device=conf.device, dtype=conf.dtype)[1:-1]
-    bins = torch.bucketize(conf, edges)
+    bins = torch.bucketize(conf, _inner_edges(n_bins, conf.device, conf.dtype))
     per_bin = torch.zeros(n_bins, device=conf.device, dtype=conf.dtype)
     per_bin.index_add_(0, bins, correct.to(conf.dtype) - conf)
     return per_bin.abs().sum() / max(int(conf.shape[0]), 1)

@@ -133,6 +133,10 @@ def plan_mixing(
     (method, coin, λ, box), so a one-batch plan is what `mix_batch` uses.
     """
     methods = _methods(reg, kind)
+    if len(methods) == 1 and methods[0][0] == "mixup" and methods[0][1].prob >= 1.0:
+        # only λ per batch: one call draws the same numbers as n_batches single draws
+        alpha = methods[0][1].alpha
+        return [Mix("mixup", lam) for lam in rng.beta(alpha, alpha, size=n_batches).tolist()]
     plan: list[Mix | None] = []
     for _ in range(n_batches if methods else 0):
         name, cfg = methods[int(rng.integers(len(methods)))] if len(methods) > 1 else methods[0]

@@ -146,10 +146,20 @@ def test_fused_crop_and_flips_equal_the_chain_exactly() -> None:
     assert torch.equal(augment_batch(x, aug, "image", gen(3)), _chain(x, aug, 3))
 
 
-def test_fused_rotation_equals_the_chain_of_single_resamplings() -> None:
-    # crop and flips before a rotation compose exactly (zero fill = sampling outside)
-    x = images(n=64, h=6, w=10)
-    aug = AugmentSpec(crop_padding=2, hflip=True, vflip=True, rotate=30)
-    torch.testing.assert_close(
-        augment_batch(x, aug, "image", gen(5)), _chain(x, aug, 5), atol=1e-5, rtol=1e-5
-    )
+@pytest.mark.parametrize(
+    "hw,aug",
+    [
+        ((6, 10), AugmentSpec(crop_padding=2, hflip=True, vflip=True, rotate=30)),
+        ((8, 8), AugmentSpec(crop_padding=1, rotate=10)),  # the digits recipe
+        ((6, 10), AugmentSpec(crop_padding=12, rotate=45)),  # shifts past the whole image
+        ((7, 5), AugmentSpec(hflip=True, rotate=90)),
+        ((8, 8), AugmentSpec(rotate=20)),
+    ],
+)
+def test_fused_rotation_equals_the_chain_of_single_resamplings(hw, aug: AugmentSpec) -> None:
+    # one grid_sample through crop, flips and rotation equals the chain of single ops: the
+    # crop's integer shift and the flips keep the bilinear weights, and what the crop cuts
+    # away is zeroed before, so the rotation cannot bring it back
+    x = images(n=64, h=hw[0], w=hw[1])
+    out = augment_batch(x, aug, "image", gen(5))
+    torch.testing.assert_close(out, _chain(x, aug, 5), atol=1e-5, rtol=1e-5)

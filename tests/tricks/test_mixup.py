@@ -12,6 +12,7 @@ from tricks.mixup import (
     cutmix_box,
     host_rng,
     mix_batch,
+    plan_mixing,
     sample_lambda,
     smooth_targets,
     soft_cross_entropy,
@@ -212,3 +213,12 @@ def test_mix_batches_mixes_each_batch_within_itself_with_its_own_lambda() -> Non
             assert xm[i, 0].item() == pytest.approx(lam * i + (1 - lam) * j)
             partners.append(j)
     assert sorted(partners) == [*range(bs), *range(2 * bs, 3 * bs)]  # a permutation per batch
+
+
+def test_mixup_only_plan_draws_the_lambdas_of_single_draws() -> None:
+    # the one-call plan (mixup alone, prob 1) is the sequence of one Beta draw per batch
+    reg = RegularizationSpec(mixup={"alpha": 0.4})
+    plan = plan_mixing(reg, "image", (8, 8), 30, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    assert [m.lam for m in plan if m is not None] == [sample_lambda(0.4, rng) for _ in range(30)]
+    assert all(m is not None and m.method == "mixup" and m.box is None for m in plan)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from tricks.models import BasicBlock, build_model
+from tricks.models.layers import Dropout, draw_ahead, dropouts, keep_probability
 from tricks.spec import CNNSpec, MLPSpec, ResNetSpec
 
 SHAPES = {"image": (1, 8, 8), "sequence": (1, 64), "tabular": (5,), "tiny-image": (3, 2, 2)}
@@ -101,3 +104,57 @@ def test_dropout_identity_in_eval_and_inverted_in_train() -> None:
     model.eval()
     z = torch.randn(3, 8)
     assert torch.equal(model(z), model(z))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
+@pytest.mark.parametrize("shape", [(64, 4096), (4096, 63), (512, 3, 5, 7)])
+def test_dropout_keeps_each_element_with_probability_one_minus_p(p: float, shape) -> None:
+    # Oracle: Bernoulli(1 − p) per element. The count of kept elements is Binomial(n, q),
+    # q = 1 − p to within 2⁻¹⁷ (the 16-bit quantization); 5 standard deviations. Each of
+    # the 4 int16 lanes of a 64-bit draw (position mod 4 along the last axis) on its own,
+    # so a biased lane (say a sign bit never set) cannot hide in the mean.
+    drop = Dropout(p)
+    torch.manual_seed(1)
+    y = drop(torch.ones(shape))
+    assert y.shape == shape
+    kept = y != 0
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)), rtol=0, atol=0)
+    assert abs(keep_probability(p) - (1 - p)) <= 2**-17
+    q = 1 - p
+    lanes = kept.reshape(-1, shape[-1]) if shape[-1] % 4 == 0 else None
+    groups = [kept.reshape(-1)] + ([lanes[:, i::4] for i in range(4)] if lanes is not None else [])
+    for g in groups:
+        n = g.numel()
+        assert abs(g.sum().item() - n * q) <= 5 * math.sqrt(n * q * (1 - q)) + n * 2**-17
+
+
+def test_dropout_masks_differ_between_calls_and_follow_the_global_seed() -> None:
+    drop, x = Dropout(0.5), torch.ones(8, 64)
+    torch.manual_seed(3)
+    a, b = drop(x), drop(x)
+    torch.manual_seed(3)
+    assert not torch.equal(a, b)
+    assert torch.equal(drop(x), a)
+
+
+def test_dropout_gradient_is_the_mask() -> None:
+    drop, x = Dropout(0.25), torch.randn(16, 32, requires_grad=True)
+    torch.manual_seed(4)
+    y = drop(x)
+    y.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, (y != 0).float() / 0.75, rtol=0, atol=0)
+
+
+def test_masks_drawn_ahead_are_those_of_single_draws() -> None:
+    # draw_ahead(n): the next n masks come from one draw, bit for bit the n single draws
+    x = torch.randn(32, 6, 7)
+    single, ahead = Dropout(0.3), Dropout(0.3)
+    torch.manual_seed(5)
+    want = [single(x) for _ in range(5)]
+    torch.manual_seed(5)
+    draw_ahead(dropouts(nn.Sequential(ahead)), 4)
+    got = [ahead(x) for _ in range(5)]  # 4 from the draw ahead, then a single draw again
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a, b)
+    assert ahead.ahead.left == 0
