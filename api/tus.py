@@ -31,6 +31,7 @@ from tricklab.server.keyspace import Keyspace
 from tricklab.server.records import new_id
 from tricklab.server.store import Store
 from tricklab.settings import Settings
+from tricks.ingest.stored import sweep_staging
 
 log = logging.getLogger("tricklab.api")
 
@@ -329,8 +330,10 @@ def sweep_expired(store: Store, settings: Settings, *, now: float | None = None)
 
 
 def start_sweeper(store: Store, settings: Settings) -> threading.Event | None:
-    """sweep_expired every settings.retention_interval_s in a daemon thread (the API's
-    lifespan starts it next to the retention round); set the event to stop. None when 0.
+    """sweep_expired, and the datasets directory's stale staging (what an ingest that
+    crashed left, tricks.ingest.stored.sweep_staging), every settings.retention_interval_s
+    in a daemon thread (the API's lifespan starts it next to the retention round); set the
+    event to stop. None when 0.
 
     Its own thread rather than a step of tricklab.server.retention, which may not import
     api; every API process runs one, which is safe: removing an upload twice is a no-op."""
@@ -344,6 +347,8 @@ def start_sweeper(store: Store, settings: Settings) -> threading.Event | None:
             try:
                 if removed := sweep_expired(store, settings):
                     log.info("uploads: %d expired removed", len(removed))
+                if staged := sweep_staging(settings.datasets_dir):
+                    log.info("datasets: %d stale staging entries removed", len(staged))
             except Exception:  # Redis down, a file in use: the next round tries again
                 log.exception("upload sweep failed")
 

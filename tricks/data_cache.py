@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tricks.ingest.stored import stored_paths
 from tricks.uploads import open_stored
 
 DEFAULT_CACHE_BYTES = 4 * 2**30
 CACHE_ENV = "TRICKLAB_DATA_CACHE_BYTES"
-STORED_FILES = ("x.npy", "y.npy", "x_val.npy", "y_val.npy")
 
 
 @dataclass
@@ -46,10 +46,8 @@ class StoredArrays:
 
 def fingerprint(datasets_dir: Path, dataset_id: str) -> tuple:
     """(file, inode, size, mtime) of every stored file of the dataset; () when none exists."""
-    d = Path(datasets_dir) / dataset_id
-    paths = [d / f for f in STORED_FILES] + [Path(datasets_dir) / f"{dataset_id}.npz"]
     out = []
-    for p in paths:
+    for p in stored_paths(Path(datasets_dir), dataset_id):
         try:
             st = p.stat()
         except OSError:

@@ -30,7 +30,6 @@ from tricklab.settings import Settings
 from tricks.catalog import BUILTINS, builtin_meta
 from tricks.ingest.common import IngestLimits
 from tricks.ingest.pipeline import FORMATS, ingest_file, parse_image_size
-from tricks.ingest.stored import sweep_staging
 from tricks.uploads import UploadError, open_stored
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -123,7 +122,6 @@ async def create_dataset(
     validated fully, and checked against your storage quota by the bytes it will store,
     before anything is kept."""
     limits = principal.limits
-    await run_in_threadpool(sweep_staging, settings.datasets_dir)  # what a crash left behind
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("application/json"):
         return await _from_tus(request, response, store, settings, tenant, limits)

@@ -61,6 +61,12 @@ def open_stored(datasets_dir: Path, dataset_id: str, *, mmap: bool = True) -> di
     raise FileNotFoundError(errno.ENOENT, f"dataset '{dataset_id}' is not stored", str(d))
 
 
+def stored_paths(datasets_dir: Path, dataset_id: str) -> list[Path]:
+    """Every file a stored dataset may be in, in either layout (they need not exist)."""
+    d = dataset_dir(datasets_dir, dataset_id)
+    return [d / f"{m}.npy" for m in MEMBERS] + [legacy_path(datasets_dir, dataset_id)]
+
+
 def stored_bytes(datasets_dir: Path, dataset_id: str) -> int:
     """Bytes on disk of the stored arrays (the directory's .npy files, or the legacy .npz)."""
     d = dataset_dir(datasets_dir, dataset_id)

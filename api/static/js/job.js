@@ -84,7 +84,8 @@ export function mountJob(root, { id }) {
   function makeCharts(fork) {
     const p = (label) => (fork ? [{ label: `parent ${label}`, ...PARENT, points: label.startsWith("val_") }] : []);
     return {
-      loss: new Chart(boxes.loss, { title: "Loss", series: [{ label: "train_loss" }, { label: "val_loss", points: true }, ...p("train_loss"), ...p("val_loss")] }),
+      // the record gives the epoch/fraction axes their schedule: no GET of its own
+      loss: new Chart(boxes.loss, { title: "Loss", controls: { schedule: job }, series: [{ label: "train_loss" }, { label: "val_loss", points: true }, ...p("train_loss"), ...p("val_loss")] }),
       acc: new Chart(boxes.acc, { title: "Accuracy", series: [{ label: "train_acc" }, { label: "val_acc", points: true }, ...p("train_acc"), ...p("val_acc")] }),
       ece: new Chart(boxes.ece, { title: "Calibration error (ECE)", series: [{ label: "val_ece", points: true, color: "#d97706" }, ...p("val_ece")] }),
       lr: new Chart(boxes.lr, { title: "Learning rate", series: [{ label: "planned", color: "#9ca3af", dash: [6, 4], width: 2 }, { label: "actual", color: "#2563eb" }, ...p("lr")] }),
