@@ -3,7 +3,8 @@
 - `BodyLimit` (ASGI middleware): body size (413, by Content-Length or counted as it streams)
   and JSON nesting depth (422): every route's JSON body goes through it. Only a multipart
   body sent to an upload route (POST /datasets) gets the upload limit, and so does a tus
-  PATCH /uploads/{id} body (application/offset+octet-stream, streamed to disk).
+  PATCH /uploads/{id} or POST /uploads (creation-with-upload) body
+  (application/offset+octet-stream, streamed to disk).
 - `check_stream_id`: a Redis stream id (`<ms>-<seq>`, both unsigned 64-bit) from a query
   parameter or header, 422 naming it otherwise.
 """
@@ -86,16 +87,17 @@ def _is_upload_route(scope: Scope) -> bool:
 
 
 def _is_tus_patch(scope: Scope, ctype: str) -> bool:
-    """A tus PATCH /uploads/{id} (application/offset+octet-stream): up to max_upload_bytes."""
+    """A tus PATCH /uploads/{id} or POST /uploads (creation-with-upload) with an
+    application/offset+octet-stream body: up to max_upload_bytes."""
     path = scope.get("path", "")
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
+    method = scope.get("method")
     return (
-        scope.get("method") == "PATCH"
-        and path.startswith("/uploads/")
-        and ctype.split(";", 1)[0].strip() == "application/offset+octet-stream"
-    )
+        (method == "PATCH" and path.startswith("/uploads/"))
+        or (method == "POST" and path.rstrip("/") == "/uploads")
+    ) and ctype.split(";", 1)[0].strip() == "application/offset+octet-stream"
 
 
 class BodyLimit:

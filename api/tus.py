@@ -1,7 +1,7 @@
 """Resumable uploads (tus 1.0.0): records in Redis, files on disk, and what POST /datasets takes.
 
 An upload is a hash P:upload:{id} (tenant, length, offset, metadata, filename, created_at,
-expires_at) listed in the tenant's set P:t:{tenant}:uploads and in the expiry index P:uploads,
+expires_at; no length while it is deferred, tus creation-defer-length) listed in the tenant's set P:t:{tenant}:uploads and in the expiry index P:uploads,
 plus a file settings.artifact_dir/uploads/{id} that grows as PATCHes land. A writer appends
 and then records the new offset, so the record is never ahead of the disk; while no PATCH
 holds the upload's lock the file's size is the truth (a writer that died between the two
@@ -37,7 +37,7 @@ log = logging.getLogger("tricklab.api")
 
 TUS_VERSION = "1.0.0"
 RESUMABLE = {"Tus-Resumable": TUS_VERSION}  # on every tus response
-EXTENSIONS = "creation,termination,expiration,checksum"
+EXTENSIONS = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256")
 # A PATCH renews its lock as bytes land; one that sends nothing for this long loses it.
 LOCK_TTL_S = 30
@@ -54,7 +54,7 @@ class LockLost(Exception):
 class Upload:
     id: str
     tenant: str
-    length: int
+    length: int | None  # None: deferred (Upload-Defer-Length), set by a later PATCH
     offset: int
     metadata: str  # the Upload-Metadata header as sent (HEAD answers it back)
     filename: str
@@ -63,7 +63,7 @@ class Upload:
 
     @property
     def complete(self) -> bool:
-        return self.offset >= self.length
+        return self.length is not None and self.offset >= self.length
 
     @property
     def expires_http(self) -> str:
@@ -142,22 +142,23 @@ class Uploads:
         return self.root / upload_id
 
     # ------------------------------------------------------------ records
-    def create(self, tenant: str, length: int, metadata: str, filename: str) -> Upload:
+    def create(self, tenant: str, length: int | None, metadata: str, filename: str) -> Upload:
         """An empty file, then the record: a crash in between leaves only an orphan file,
         which sweep_expired removes."""
         now = time.time()
         up = Upload(new_id("u"), tenant, length, 0, metadata, filename, now, now + self.expiry_s)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path(up.id).open("xb").close()
-        fields = {
+        fields: dict[str, object] = {
             "tenant": tenant,
-            "length": length,
             "offset": 0,
             "metadata": metadata,
             "filename": filename,
             "created_at": now,
             "expires_at": up.expires_at,
         }
+        if length is not None:
+            fields["length"] = length
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.upload(up.id), mapping=fields)  # type: ignore[arg-type]
             pipe.sadd(self.keys.uploads(tenant), up.id)
@@ -191,7 +192,8 @@ class Uploads:
         except FileNotFoundError:
             self.path(up.id).open("ab").close()
             size = 0
-        size = min(size, up.length)
+        if up.length is not None:
+            size = min(size, up.length)
         if size != up.offset:
             log.warning("upload %s: offset %d repaired to the file's %d", up.id, up.offset, size)
             self.r.hset(self.keys.upload(up.id), "offset", size)
@@ -206,15 +208,21 @@ class Uploads:
             pipe.execute()
         self.path(upload_id).unlink(missing_ok=True)
 
+    def set_length(self, up: Upload, length: int) -> None:
+        """A deferred upload's length, once a PATCH declares it (the caller holds the lock)."""
+        self.r.hset(self.keys.upload(up.id), "length", length)
+        up.length = length
+
     def reserved_bytes(self, tenant: str) -> int:
-        """Upload-Length summed over the tenant's uploads (expired ones are removed first)."""
+        """Upload-Length summed over the tenant's uploads (expired ones are removed first);
+        a deferred upload counts the bytes it has so far."""
         total = 0
         for uid in self.r.smembers(self.keys.uploads(tenant)):
             up = self.get(tenant, str(uid))
             if up is None:
                 self.r.srem(self.keys.uploads(tenant), uid)
             else:
-                total += up.length
+                total += up.offset if up.length is None else up.length
         return total
 
     # ------------------------------------------------------------- writers
@@ -235,7 +243,9 @@ class Uploads:
             except redis.WatchError:
                 pass  # someone else's lock by now: leave it
 
-    def commit(self, upload_id: str, token: str, offset: int | None, length: int) -> float | None:
+    def commit(
+        self, upload_id: str, token: str, offset: int | None, length: int | None
+    ) -> float | None:
         """Record `offset` (None: only renew the lock) if the lock is still `token`'s;
         LockLost otherwise. A finished upload is kept another expiry period for POST /datasets:
         the new expiry is returned then (None otherwise)."""
@@ -250,7 +260,7 @@ class Uploads:
                 pipe.expire(key, LOCK_TTL_S)
                 if offset is not None:
                     pipe.hset(self.keys.upload(upload_id), "offset", offset)
-                    if offset >= length:
+                    if length is not None and offset >= length:
                         until = time.time() + self.expiry_s
                         pipe.hset(self.keys.upload(upload_id), "expires_at", until)
                         pipe.zadd(self.keys.uploads_expiry, {upload_id: until})
@@ -264,7 +274,7 @@ def _record(upload_id: str, h: dict) -> Upload:
     return Upload(
         upload_id,
         h["tenant"],
-        int(h["length"]),
+        int(h["length"]) if h.get("length") not in (None, "") else None,
         int(h.get("offset") or 0),
         h.get("metadata") or "",
         h.get("filename") or "",
@@ -283,10 +293,11 @@ def take_upload(store: Store, settings: Settings, tenant: str, upload_id: str) -
     if up is None:
         raise ApiError(404, "not_found", f"no upload '{upload_id}'", {"upload": upload_id})
     if not up.complete:
+        of = "an undeclared number of" if up.length is None else str(up.length)
         raise ApiError(
             409,
             "upload_incomplete",
-            f"upload {upload_id} is incomplete: {up.offset} of {up.length} bytes received; "
+            f"upload {upload_id} is incomplete: {up.offset} of {of} bytes received; "
             f"resume it with PATCH /uploads/{upload_id}",
             {"upload": upload_id, "offset": up.offset, "length": up.length},
         )

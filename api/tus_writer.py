@@ -16,11 +16,14 @@ from typing import Any
 from api.tus import LockLost, Upload, Uploads
 
 FSYNC_BYTES = 16 * 2**20
-FULL = (errno.ENOSPC, errno.EDQUOT)
+# No room: the disk is full, the tenant's filesystem quota is, or the process may not grow a
+# file further (RLIMIT_FSIZE: EFBIG; Python ignores SIGXFSZ, so the write fails instead).
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class DiskFull(Exception):
-    """No room on the artifact disk; the bytes before the failed write are kept."""
+    """No room on the artifact disk; the bytes before the failed write are kept (the file is
+    cut back to the last byte write() accepted, and the offset is recorded as that)."""
 
 
 class Writer:
@@ -35,6 +38,7 @@ class Writer:
         self.offset = up.offset
         self.hasher: Any = hashlib.new(checksum) if checksum else None
         self._unsynced = 0
+        self.cut = False  # the client went away before the body's end (set by the route)
         self.fh = open(uploads.path(up.id), "r+b", buffering=0)  # noqa: SIM115 (closed in close)
         self.fh.truncate(up.offset)  # the record was settled to the file's size: a no-op
         self.fh.seek(up.offset)
@@ -49,24 +53,43 @@ class Writer:
                 self.offset += n
                 self._unsynced += n
                 view = view[n:]
+            if self.hasher is not None:
+                self.hasher.update(data)
+            if self._unsynced >= FSYNC_BYTES:
+                self._fsync()
         except OSError as e:
             self.fh.truncate(self.offset)
-            if e.errno in FULL:
-                raise DiskFull(str(e)) from e
+            self._full(e)
             raise
-        if self.hasher is not None:
-            self.hasher.update(data)
-        if self._unsynced >= FSYNC_BYTES:
-            os.fsync(self.fh.fileno())
-            self._unsynced = 0
         held = None if self.hasher is not None else self.offset
         self._commit(held)
 
     def finish(self) -> None:
         """fsync and record the offset (after a checksum matched, or for a plain PATCH)."""
+        try:
+            self._fsync()
+        except OSError as e:
+            self._full(e)
+            raise
+        self._commit(self.offset)
+
+    def _fsync(self) -> None:
         os.fsync(self.fh.fileno())
         self._unsynced = 0
-        self._commit(self.offset)
+
+    def _full(self, e: OSError) -> None:
+        """DiskFull for no room, after recording what is really on disk: this PATCH's bytes
+        up to the failed write, or none of them when a checksum can no longer be checked."""
+        if e.errno not in FULL:
+            return
+        if self.hasher is not None:
+            self.rollback()
+        else:
+            try:
+                self._commit(self.offset)
+            except LockLost:
+                pass  # the next HEAD repairs the record to the file's size
+        raise DiskFull(str(e)) from e
 
     def _commit(self, offset: int | None) -> None:
         until = self.uploads.commit(self.up.id, self.token, offset, self.up.length)

@@ -1,6 +1,8 @@
-"""Resumable uploads, tus 1.0.0 (core, creation, termination, expiration, checksum).
+"""Resumable uploads, tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length,
+termination, expiration, checksum).
 
-POST /uploads makes an empty upload of Upload-Length bytes, PATCHes append from its
+POST /uploads makes an upload of Upload-Length bytes (or of a length a later PATCH declares),
+empty or holding the POST's body as its first chunk (api/tus_create.py); PATCHes append from its
 Upload-Offset (streamed to disk, bounded memory), HEAD says how far it got (after a dropped
 connection: resume from there), DELETE drops it. Once complete, POST /datasets
 {"upload": id} turns it into a dataset. The records and files are api/tus.py.
@@ -29,6 +31,15 @@ from api.tus import (
     filename_of,
     parse_metadata,
     tus_error,
+)
+from api.tus_create import (
+    check_room,
+    check_size,
+    declare_length,
+    first_chunk,
+    int_header,
+    parse_length,
+    room,
 )
 from api.tus_patch import OFFSET_TYPE, append, parse_checksum
 from tricklab.server.records import iso
@@ -70,16 +81,6 @@ def _check_version(value: str | None) -> None:
             f"(send Tus-Resumable: {TUS_VERSION})",
             Tus_Version=TUS_VERSION,
         )
-
-
-def _int_header(name: str, raw: str | None) -> int:
-    """A non-negative integer header; 400 naming it otherwise (tus answers 400, not 422)."""
-    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 19:
-        what = "missing" if raw is None else f"'{raw[:40]}', not a non-negative integer"
-        raise tus_error(
-            400, "bad_request", f"{name} is {what}", [{"loc": ["header", name], "msg": what}]
-        )
-    return int(raw)
 
 
 def _get(uploads: Uploads, tenant: str, upload_id: str) -> Upload:
@@ -124,7 +125,7 @@ class UploadPublic(BaseModel):
 
     id: str
     location: str
-    length: int
+    length: int | None  # null while deferred (Upload-Defer-Length: 1)
     offset: int
     expires_at: str
 
@@ -136,18 +137,22 @@ class UploadPublic(BaseModel):
     responses={
         **ERRORS,
         201: {
-            "description": "Created; PATCH its Location",
+            "description": "Created (holding the body, if one was sent); PATCH its Location",
             "headers": {
                 "Location": _h("/uploads/{id}"),
+                "Upload-Offset": _h("Bytes stored from the body (creation-with-upload)"),
                 "Upload-Expires": _h("When an unfinished upload is removed (RFC 7231 date)"),
                 **TUS_H,
             },
         },
-        400: {**ERR, "description": "Upload-Length or Upload-Metadata missing or malformed"},
+        400: {**ERR, "description": "Upload-Length, Upload-Defer-Length, Upload-Metadata or "
+              "Upload-Checksum missing or malformed, or the body past Upload-Length"},
         413: {**ERR, "description": "Above max_upload_bytes, or the storage quota is full"},
+        460: {**ERR, "description": "The body's Upload-Checksum does not match"},
+        507: {**ERR, "description": "The server's disk is full"},
     },
-)
-def create_upload(
+)  # fmt: skip
+async def create_upload(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
@@ -157,6 +162,10 @@ def create_upload(
     upload_length: Annotated[
         str | None, Header(alias="Upload-Length", description="Size of the whole file in bytes")
     ] = None,
+    upload_defer_length: Annotated[
+        str | None,
+        Header(alias="Upload-Defer-Length", description="1: the length comes with a PATCH"),
+    ] = None,
     upload_metadata: Annotated[
         str | None,
         Header(
@@ -164,55 +173,44 @@ def create_upload(
             description="Comma-separated 'key base64(value)' pairs; filename names the file",
         ),
     ] = None,
-) -> JSONResponse:
-    """Start a resumable upload of Upload-Length bytes (tus creation)."""
+    upload_checksum: Annotated[
+        str | None, Header(alias="Upload-Checksum", description="Of the body, as for a PATCH")
+    ] = None,
+) -> Response:
+    """Start a resumable upload of Upload-Length bytes, or of a length declared later
+    (Upload-Defer-Length: 1); a body sent as application/offset+octet-stream is its first
+    chunk (tus creation, creation-defer-length, creation-with-upload)."""
     _check_version(tus_resumable)
-    length = _int_header("Upload-Length", upload_length)
+    length = parse_length(upload_length, upload_defer_length)
     meta = parse_metadata(upload_metadata)
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    with_body = media == OFFSET_TYPE
+    checksum = parse_checksum(upload_checksum) if with_body else None
     limits = principal.limits
-    if length > limits.max_upload_bytes:
-        raise tus_error(
-            413,
-            "payload_too_large",
-            f"Upload-Length {length} is above the {limits.max_upload_bytes} byte limit "
-            "(max_upload_bytes, the Tus-Max-Size of OPTIONS /uploads)",
-            {"limit": "max_upload_bytes", "max_upload_bytes": limits.max_upload_bytes},
-        )
     uploads = _uploads(store, settings)
-    _check_room(store, settings, uploads, tenant, length, limits.max_dataset_bytes_total)
-    up = uploads.create(tenant, length, upload_metadata or "", filename_of(meta))
+
+    def make() -> Upload:
+        if length is not None:
+            check_size(length, limits.max_upload_bytes)
+            check_room(store, settings, uploads, tenant, length, limits.max_dataset_bytes_total)
+        return uploads.create(tenant, length, upload_metadata or "", filename_of(meta))
+
+    up = await run_in_threadpool(make)
+    offset = 0
+    if with_body:
+        done = await first_chunk(request, store, settings, uploads, up, checksum, limits)
+        if isinstance(done, Response):
+            return done
+        offset = done
     location = request.scope.get("root_path", "").rstrip("/") + f"/uploads/{up.id}"
     body = UploadPublic(
-        id=up.id, location=location, length=length, offset=0, expires_at=iso(up.expires_at) or ""
-    )
+        id=up.id, location=location, length=length, offset=offset,
+        expires_at=iso(up.expires_at) or "",
+    )  # fmt: skip
     headers = {**_TUS, "Location": location, "Upload-Expires": up.expires_http}
+    if with_body:
+        headers["Upload-Offset"] = str(offset)
     return JSONResponse(body.model_dump(), status_code=201, headers=headers)
-
-
-def _check_room(
-    store: Any, settings: Any, uploads: Uploads, tenant: str, length: int, most: int
-) -> None:
-    """413 when stored datasets + the tenant's other uploads + this one pass
-    max_dataset_bytes_total (the bytes counted as api.quotas counts a dataset's)."""
-    from api.routes.datasets import repo_of  # datasets imports api.tus: import here
-
-    stored = repo_of(store, settings).stored_total(tenant)
-    reserved = uploads.reserved_bytes(tenant)
-    if stored + reserved + length > most:
-        raise tus_error(
-            413,
-            "quota_exceeded",
-            f"your datasets use {stored} bytes and your unfinished uploads reserve {reserved}; "
-            f"this {length} byte upload would pass the {most} byte limit "
-            "(max_dataset_bytes_total); delete a dataset or an upload (DELETE /uploads/{id}) "
-            "first",
-            {
-                "limit": "max_dataset_bytes_total",
-                "used": stored,
-                "reserved": reserved,
-                "max_dataset_bytes_total": most,
-            },
-        )
 
 
 @router.head(
@@ -224,7 +222,8 @@ def _check_room(
             "description": "How far the upload got",
             "headers": {
                 **OFFSET_H,
-                "Upload-Length": _h("Size of the whole file"),
+                "Upload-Length": _h("Size of the whole file (absent while deferred)"),
+                "Upload-Defer-Length": _h("1 while the length is not yet declared"),
                 "Upload-Metadata": _h("As sent at creation"),
                 "Upload-Expires": _h("When an unfinished upload is removed"),
                 "Cache-Control": _h("no-store"),
@@ -245,10 +244,13 @@ def read_upload_offset(
     headers = {
         **_TUS,
         "Upload-Offset": str(up.offset),
-        "Upload-Length": str(up.length),
         "Upload-Expires": up.expires_http,
         "Cache-Control": "no-store",
     }
+    if up.length is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(up.length)
     if up.metadata:
         headers["Upload-Metadata"] = up.metadata
     return Response(status_code=200, headers=headers)
@@ -285,10 +287,12 @@ def delete_upload(
             "description": "Bytes stored; Upload-Offset is the new offset",
             "headers": {**OFFSET_H, "Upload-Expires": _h("When the upload is removed")},
         },
-        400: {**ERR, "description": "Upload-Offset or Upload-Checksum malformed, or the body "
-              "runs past Upload-Length (nothing of it is kept)"},
+        400: {**ERR, "description": "Upload-Offset, Upload-Length or Upload-Checksum malformed, "
+              "Upload-Length changed or below the offset, or the body runs past Upload-Length "
+              "(nothing of it is kept)"},
         409: {**ERR, "description": "Upload-Offset is not the upload's offset (HEAD for it)"},
-        413: {**ERR, "description": "Body above max_upload_bytes"},
+        413: {**ERR, "description": "Body or declared length above max_upload_bytes or the "
+              "quota"},
         415: {**ERR, "description": f"Content-Type is not {OFFSET_TYPE}"},
         423: {**ERR, "description": "Another PATCH is writing this upload"},
         460: {**ERR, "description": "Upload-Checksum does not match (nothing of it is kept)"},
@@ -301,6 +305,7 @@ async def append_upload(
     store: StoreDep,
     settings: SettingsDep,
     tenant: TenantDep,
+    principal: PrincipalDep,
     tus_resumable: TusResumable = None,
     upload_offset: Annotated[
         str | None, Header(alias="Upload-Offset", description="Where this body starts")
@@ -310,6 +315,10 @@ async def append_upload(
         Header(
             alias="Upload-Checksum", description="'sha1|md5|sha256 base64(digest)' of this body"
         ),
+    ] = None,
+    upload_length: Annotated[
+        str | None,
+        Header(alias="Upload-Length", description="Declares a deferred upload's length, once"),
     ] = None,
 ) -> Response:
     """Append the body at Upload-Offset; a dropped connection keeps what arrived.
@@ -325,7 +334,7 @@ async def append_upload(
             "unsupported_media_type",
             f"Content-Type is '{media[:60]}'; a PATCH body must be {OFFSET_TYPE}",
         )
-    offset = _int_header("Upload-Offset", upload_offset)
+    offset = int_header("Upload-Offset", upload_offset)
     checksum = parse_checksum(upload_checksum)
     uploads = _uploads(store, settings)
     _get(uploads, tenant, upload_id)
@@ -341,7 +350,12 @@ async def append_upload(
     try:
         up = _get(uploads, tenant, upload_id)  # fresh, under the lock
         await run_in_threadpool(uploads.settle, up)
+        if up.offset == offset:  # a stale offset is a 409 whatever else the PATCH carries
+            await run_in_threadpool(
+                declare_length, store, settings, uploads, up, upload_length, principal.limits
+            )
+        space = await run_in_threadpool(room, store, settings, uploads, up, principal.limits)
         length = request.headers.get("content-length")
-        return await append(request, uploads, up, token, offset, checksum, length)
+        return await append(request, uploads, up, token, offset, checksum, length, space)
     finally:
         await run_in_threadpool(uploads.unlock, upload_id, token)

@@ -187,3 +187,42 @@ def test_cli_falls_back_to_the_multipart_post_without_uploads(tmp_path, tus_api)
         ds = c.get(f"/datasets/{r.stdout.strip()}").json()
     assert ds.get("name") == "legacy"
     assert "MiB/s" not in r.stderr  # one multipart request, no tus progress
+
+
+def _traced(url: str) -> tuple[httpx.Client, list[str]]:
+    seen: list[str] = []
+    hook = {"request": [lambda req: seen.append(req.method)]}
+    return httpx.Client(base_url=url, timeout=30, event_hooks=hook), seen
+
+
+@pytest.mark.parametrize(("with_upload", "calls"), [(True, ["POST"]), (False, ["POST", "PATCH"])])
+def test_first_chunk_rides_on_the_post_when_the_server_has_it(
+    tmp_path, tus_api, with_upload, calls
+):
+    src = _npz(tmp_path / "small.npz", n=500, seed=4)  # ~0.5 MiB: one chunk
+    http, seen = _traced(tus_api.url)
+    with http:
+        up = TusUpload(http, src, chunk_bytes=MiB, with_upload=with_upload,
+                       cache=Resumables(tmp_path / "c.json"))  # fmt: skip
+        up.run()
+    assert seen == calls
+    assert _sha(tus_api.file(up.upload_id)) == _sha(src)
+
+
+def test_a_post_cut_mid_body_falls_back_and_leaves_no_orphan(tmp_path, tus_api, proxy):
+    store = tus_api.store()
+    ids = lambda: {str(u) for u in store.r.smembers(store.keys.uploads("default"))}  # noqa: E731
+    before = ids()
+    src = _npz(tmp_path / "cut.npz", n=3000, seed=5)
+    px = proxy(MiB // 2)  # inside the POST's 1 MiB first chunk
+    http, seen = _traced(px.url)
+    with http:
+        up = TusUpload(http, src, chunk_bytes=MiB, with_upload=True, backoff_s=0.05,
+                       cache=Resumables(tmp_path / "c.json"))  # fmt: skip
+        up.run()
+    assert px.dropped == 1 and seen[:2] == ["POST", "POST"]  # the plain POST after the cut
+    assert "PATCH" in seen
+    assert _sha(tus_api.file(up.upload_id)) == _sha(src)
+    # the cut upload was dropped by the server (no one knew its Location): only ours is new
+    wait_for(lambda: ids() - before == {up.upload_id}, 10, what="the cut upload removed")
+    assert up.resumed_from is None

@@ -71,7 +71,8 @@ class Progress:
 
     def retry(self, why: str, wait: float, n: int) -> None:
         head = "\n" if self.tty else ""
-        self.out.write(f"{head}{self.name}: {why}; resuming in {wait:.1f} s (retry {n})\n")
+        then = f"resuming in {wait:.1f} s (retry {n})" if n else "sending it again with a PATCH"
+        self.out.write(f"{head}{self.name}: {why}; {then}\n")
         self.out.flush()
 
 
@@ -103,12 +104,14 @@ def cmd_upload(c: Client, a: argparse.Namespace) -> int:
         if most and size > most:
             raise UsageError(f"{path.name} is {size} bytes; the server takes at most {most}")
         progress = Progress(path.name)
+        extensions = info.get("tus-extension", "").split(",")
         up = TusUpload(
             http,
             path,
             chunk_bytes=int(a.chunk_mib * MiB),
             retries=a.retries,
-            checksum="checksum" in info.get("tus-extension", ""),
+            checksum="checksum" in extensions,
+            with_upload="creation-with-upload" in extensions,
             on_progress=progress,
             on_retry=progress.retry,
         )

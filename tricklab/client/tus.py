@@ -5,6 +5,11 @@ is retried with backoff: HEAD says how far the server got and the next PATCH sta
 Unfinished uploads are remembered in a small JSON file keyed by the file (absolute path,
 size, mtime) and the API URL (tus-js-client's fingerprint), so running the same command
 again after a crash or Ctrl-C resumes instead of starting over.
+
+Where the server has creation-with-upload, the first chunk rides on the POST that creates
+the upload (one round trip less). The server drops an upload whose first chunk did not
+arrive whole (no one knows its Location), so a POST that fails that way is followed by a
+plain one and the ordinary PATCH loop, retries and all.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class TusUpload:
         retries: int = 5,
         backoff_s: float = 0.5,
         checksum: bool = True,
+        with_upload: bool = False,
         cache: Resumables | None = None,
         on_progress: Callable[[int, int], None] = lambda done, total: None,
         on_retry: Callable[[str, float, int], None] = lambda why, wait, n: None,
@@ -114,6 +120,7 @@ class TusUpload:
         self.retries = retries
         self.backoff_s = backoff_s
         self.checksum = checksum
+        self.with_upload = with_upload  # the server lists creation-with-upload
         self.cache = cache or Resumables()
         self.key = Resumables.fingerprint(file, str(http.base_url))
         self.on_progress = on_progress
@@ -171,24 +178,53 @@ class TusUpload:
                 self.cache.put(self.key, None)  # gone (expired, deleted): start over
         meta = "filename " + base64.b64encode(self.file.name.encode()).decode()
         headers = {**TUS, "Upload-Length": str(self.size), "Upload-Metadata": meta}
+        if self.with_upload and self.size:
+            offset = self._create_with_upload(headers)
+            if offset is not None:
+                return offset
         r = self.http.post("/uploads", headers=headers)
         if r.status_code != 201:
             raise ApiError.from_response(r)
-        self.url = urljoin(str(self.http.base_url).rstrip("/") + "/", r.headers["Location"])
-        self.cache.put(self.key, self.url)
+        self._created(r)
         self.on_progress(0, self.size)
         return 0
 
-    def _patch(self, offset: int, data: bytes) -> int:
-        headers = {
-            **TUS,
-            "Content-Type": OFFSET_TYPE,
-            "Upload-Offset": str(offset),
-            "Content-Length": str(len(data)),
-        }
+    def _create_with_upload(self, headers: dict[str, str]) -> int | None:
+        """POST with the first chunk as its body: the offset the server reached, or None
+        when the chunk did not get in (cut, checksum mismatch, a retryable status)."""
+        with open(self.file, "rb") as fh:
+            data = fh.read(self.chunk)
+        try:
+            r = self.http.post(
+                "/uploads", content=self._pieces(0, data), headers={**headers, **self._body(data)}
+            )
+        except httpx.TransportError as e:
+            self.on_retry(f"connection lost ({type(e).__name__}) in the POST", 0.0, 0)
+            return None
+        if r.status_code in RETRY_STATUSES or r.status_code == 460:
+            self.on_retry(f"HTTP {r.status_code} to the POST: {_message(r)}", 0.0, 0)
+            return None
+        if r.status_code != 201:
+            raise ApiError.from_response(r)
+        self._created(r)
+        offset = int(r.headers.get("Upload-Offset") or 0)  # absent: the body was not taken
+        self.on_progress(offset, self.size)
+        return offset
+
+    def _created(self, r: httpx.Response) -> None:
+        self.url = urljoin(str(self.http.base_url).rstrip("/") + "/", r.headers["Location"])
+        self.cache.put(self.key, self.url)
+
+    def _body(self, data: bytes) -> dict[str, str]:
+        """The headers of a body of upload bytes (a PATCH's, or the POST's first chunk)."""
+        headers = {"Content-Type": OFFSET_TYPE, "Content-Length": str(len(data))}
         if self.checksum:
             digest = base64.b64encode(hashlib.sha1(data).digest()).decode()
             headers["Upload-Checksum"] = f"sha1 {digest}"
+        return headers
+
+    def _patch(self, offset: int, data: bytes) -> int:
+        headers = {**TUS, "Upload-Offset": str(offset), **self._body(data)}
         try:
             r = self.http.patch(self.url, content=self._pieces(offset, data), headers=headers)
         except httpx.TransportError as e:
