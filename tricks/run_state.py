@@ -2,7 +2,7 @@
 
 `RunState` is everything `tricks.train` tracks besides the model, optimizer,
 grad scaler and RNGs: the position (next epoch, next batch, updates done), the
-epoch's permutation and mixing seed, the epoch's loss/accuracy sums, the
+epoch's permutation and seed, the epoch's loss/accuracy sums, the
 history, the latest metrics, the best epoch, early stopping and the time spent.
 A checkpoint (`save_run`) holds all of it plus those four, in the format that
 `tricks.checkpoint` writes and `tricks.fork` copies; `resume_run` puts it back.
@@ -41,7 +41,7 @@ class RunState:
     batch: int = 0  # the next batch in it
     step: int = 0  # optimizer updates completed
     perm: torch.Tensor | None = None  # the epoch's batch order, once drawn
-    mix_seed: int | None = None  # seeds the epoch's mixup/CutMix plan (tricks.mixup)
+    epoch_seed: int | None = None  # the epoch's chunks draw from its streams (tricks.step)
     ep_loss: float = 0.0  # sums over the epoch's log intervals, on the host
     ep_correct: int = 0
     history: dict[str, dict[str, list]] = field(default_factory=dict)
@@ -80,7 +80,7 @@ class RunState:
 
     def next_epoch(self, es: EarlyStoppingSpec | None) -> None:
         """Move to the next epoch's start; early stopping ends the run once patience runs out."""
-        self.epoch, self.batch, self.perm, self.mix_seed = self.epoch + 1, 0, None, None
+        self.epoch, self.batch, self.perm, self.epoch_seed = self.epoch + 1, 0, None, None
         self.ep_loss, self.ep_correct = 0.0, 0
         if es is not None and self.early["bad_epochs"] >= es.patience:
             self.stop_reason = "early_stopping"
@@ -129,7 +129,7 @@ def run_snapshot(
         "batch": st.batch,
         "step": st.step,
         "perm": st.perm,
-        "mix_seed": st.mix_seed,
+        "epoch_seed": st.epoch_seed,
         "ep_loss": st.ep_loss,
         "ep_correct": st.ep_correct,
         "history": st.history,
@@ -183,7 +183,7 @@ def resume_run(
         batch=s["batch"],
         step=s["step"],
         perm=s["perm"].to(device) if s["perm"] is not None else None,
-        mix_seed=s.get("mix_seed"),
+        epoch_seed=s.get("epoch_seed", s.get("mix_seed")),  # mix_seed: before the streams
         ep_loss=s["ep_loss"],
         ep_correct=s["ep_correct"],
         history=s["history"],

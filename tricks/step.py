@@ -6,12 +6,13 @@ The data lives on the device in its stored dtype (uint8 images stay uint8) and
 an epoch's batches are slices of a seeded `torch.randperm` (the last partial
 batch is dropped). Batches are gathered, made float (`tricks.data.Inputs`:
 (x − mean)/std, before augmentation, so its zero fill means what it means for
-float data), augmented and mixed a chunk at a time: the batches up to the next
-read (see below) or the epoch's end, at most CHUNK_ELEMS numbers. The
-per-sample draws and ops are those of one batch at a time, with the fixed cost
-of each op paid once per chunk instead of once per step; a step then takes its
-slice. On CUDA a chunk of images for a model with 2-D convolutions is made
-channels_last once, like the model (`tricks.device.channels_last`).
+float data), augmented and mixed a chunk at a time: chunk j of an epoch is its
+batches [j·C, (j+1)·C), C batches of at most CHUNK_ELEMS numbers (the last
+chunk ends with the epoch). The per-sample draws and ops are those of one
+batch at a time, with the fixed cost of each op paid once per chunk instead of
+once per step; a step then takes its slice. On CUDA a chunk of images for a
+model with 2-D convolutions is made channels_last once, like the model
+(`tricks.device.channels_last`).
 
 The loss takes soft targets when mixup/CutMix or label smoothing is on: rows of
 the table (1−ε)·onehot(k) + ε/K (`tricks.mixup.smooth_targets`, torch's
@@ -20,16 +21,22 @@ chunk's targets are kept times −1/batch, so a step's loss, the mean of
 −Σ target·log_softmax(logits), is one dot product (fewer ops and backward
 nodes than cross_entropy with probabilities; the same value up to the order of
 the sum). Each dropout layer draws the masks of a chunk's steps in one go
-(`tricks.models.layers.draw_ahead`); a chunk never crosses a read, so resume
-stays exact.
+(`tricks.models.layers.plan_masks`).
+
+Randomness is counter-based per chunk, so chunks may cross reads (and the
+checkpoints taken there) and resume stays exact: the epoch's permutation and
+one 63-bit epoch seed are drawn from the run's generator when the epoch
+starts (both are in the checkpoint); chunk j's augmentation and mixing draw
+from a generator seeded with stream_seed(epoch seed, j), its dropout masks
+from streams of the same seed (`plan_masks`). A run resumed at batch b of an
+epoch rebuilds b's chunk from those seeds and goes on from b: it draws what the
+uninterrupted run drew, whatever the log interval and wherever it stopped.
 L1/L2 penalties are added to the gradients directly (`add_penalty_grads`), or
 through autograd when an fp16 grad scaler must scale them with the loss.
 
 Nothing in a step talks to the host: the loss sum and each step's logits stay
 on the device until `read()`, the one host sync of a log interval. The caller
-reads every `read_every` steps and at each epoch's last batch; a chunk never
-crosses a read, so a checkpoint taken at a read starts a fresh chunk and a
-resumed run draws exactly what the uninterrupted one drew. Nothing added here
+reads every `read_every` steps and at each epoch's last batch. Nothing added here
 syncs either: no `.item()`, no Python bool of a tensor. The one exception is
 `training.compile`: the first two steps are timed with a device sync each to
 report the compile time (`compile_s` = first step − second step).
@@ -50,13 +57,13 @@ from tricks.augment import augment_batch
 from tricks.data import Dataset
 from tricks.device import channels_last, synchronize
 from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
-from tricks.models.layers import draw_ahead, dropouts
+from tricks.models.layers import dropouts, plan_masks, stream_seed
 from tricks.regularization import penalty
 from tricks.schedules import momentum_at
 from tricks.spec import JobSpec, steps_per_epoch
 
 LOGIT_BUFFER = 1 << 22  # keep a log interval's logits when they are at most 4M numbers
-CHUNK_ELEMS = 1 << 16  # inputs gathered (augmented, mixed) at once: batches of at most 64k numbers
+CHUNK_ELEMS = 1 << 18  # inputs gathered (augmented, mixed) at once: batches of at most 256k numbers
 
 
 class Stepper:
@@ -100,6 +107,8 @@ class Stepper:
         self.read_every = read_every
         # dropout masks a chunk at a time (not under torch.compile: Python state in forward)
         self.dropouts = [] if tr.compile else dropouts(model)
+        # chunks draw from the epoch's seed when anything in them is random
+        self.random = bool(reg.augment is not None or self.mixing or self.dropouts)
         # onecycle's cycle_momentum (training only: a range test sweeps the lr alone)
         self.cycle = spec.task == "train" and (
             momentum_at(0, schedule=spec.schedule, steps_per_epoch=self.spe, epochs=tr.epochs)
@@ -109,61 +118,73 @@ class Stepper:
         self.chunk_batches = max(1, CHUNK_ELEMS // (self.bs * math.prod(self.X.shape[1:])))
         # until a read: the loss sum, and each step's logits kept by reference (no tensor op
         # per step; argmax waits for the read) or, when they would take much memory, its
-        # predictions; with mixing, the majority label of each mixed target (what train_acc counts)
+        # predictions; with mixing, the majority label of each mixed target (what train_acc
+        # counts): a chunk's labels, the parts of them the read has not counted yet in `truth`
         rows = min(read_every, self.spe)
         self.loss_sum = torch.zeros((), device=self.dev)
         self.keep_logits = rows * self.bs * self.K <= LOGIT_BUFFER
         self.kept: list[torch.Tensor] = []
-        shape = (rows, self.bs) if self.mixing else (0, self.bs)
-        self.labels = torch.empty(shape, dtype=torch.long, device=self.dev)
-        # the current chunk: its inputs (and soft targets), its length, the next batch in it
-        # and the batch after its last (where the next read is, at the latest)
-        self.xc, self.n_chunk, self.r, self.end = self.X, 0, 0, 0
+        self.labels = torch.empty((0, self.bs), dtype=torch.long, device=self.dev)
+        self.truth: list[torch.Tensor] = []
+        # the current chunk: its inputs (and soft targets), its length, the next batch in it,
+        # its first batch in the epoch and the first of its batches the next read counts
+        self.xc, self.n_chunk, self.r, self.b0, self.r_read = self.X, 0, 0, 0, 0
+        self.seed: int | None = None  # the epoch's seed (None: nothing is random)
         # soft targets of the chunk times −1/batch, flat: a step's loss is one dot product
         self.tc: torch.Tensor | None = None
         self.timed, self.step_s = timed, []  # training.compile: the first two steps' seconds
         self.compile_s: float | None = None
 
     def start_epoch(
-        self, perm: torch.Tensor | None, mix_seed: int | None
+        self, perm: torch.Tensor | None, seed: int | None
     ) -> tuple[torch.Tensor, int | None]:
-        """The epoch's batch order and mixing plan: drawn now, or restored from a checkpoint."""
+        """The epoch's batch order and seed: drawn now, or restored from a checkpoint."""
         if perm is None:
             perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
-        if self.mixing:  # the epoch's λs, coins and boxes: one host sync per epoch, not per step
-            if mix_seed is None:
-                mix_seed = draw_seed(self.gen)
+        if self.random and seed is None:  # one host sync per epoch, not per step
+            seed = draw_seed(self.gen)
+        if self.mixing:  # the epoch's λs, coins and boxes
             hw = tuple(self.X.shape[-2:]) if self.kind == "image" else None
-            rng = np.random.default_rng(mix_seed)
+            rng = np.random.default_rng(seed)
             self.plan = plan_mixing(self.reg, self.kind, hw, self.spe, rng)
             self.lams = plan_lambdas(self.plan, self.dev)
-        self.perm = perm
+        self.perm, self.seed = perm, seed
         self.Yp = self.Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
         self.model.train()
-        return perm, mix_seed
+        return perm, seed
 
-    def _next_chunk(self, step: int, batch: int) -> None:
-        """Gather, augment and mix the batches from `batch` up to the next read at most."""
-        bs, n = self.bs, min(self.chunk_batches, self.read_every - step % self.read_every)
-        n = min(n, self.spe - batch)
-        lo, hi = batch * bs, (batch + n) * bs
+    def _next_chunk(self, batch: int) -> None:
+        """Gather, augment and mix the chunk of batch `batch`; the next step takes `batch`."""
+        if self.mixing and self.r_read < self.n_chunk:  # the previous chunk's labels to count
+            self.truth.append(self.labels[self.r_read : self.n_chunk])
+        bs, j = self.bs, batch // self.chunk_batches
+        b0 = j * self.chunk_batches
+        n = min(self.chunk_batches, self.spe - b0)
+        lo, hi = b0 * bs, (b0 + n) * bs
         xc = self.inputs.take(self.perm[lo:hi])  # float32, standardized, before augmenting
+        gen = self._stream(j) if self.reg.augment is not None or self.mixing else self.gen
         if self.reg.augment is not None:
-            xc = augment_batch(xc, self.reg.augment, self.kind, self.gen)
+            xc = augment_batch(xc, self.reg.augment, self.kind, gen)
         if self.mixing:
-            plan, lams = self.plan[batch : batch + n], self.lams[batch : batch + n]
+            plan, lams = self.plan[b0 : b0 + n], self.lams[b0 : b0 + n]
             tc = self.smooth.index_select(0, self.Yp[lo:hi])  # smooth[y]: rows of the table
-            xc, tc = mix_batches(xc, tc, plan, lams, self.gen)
-            row = len(self.kept)  # steps since the last read
-            torch.argmax(tc.view(n, bs, self.K), 2, out=self.labels[row : row + n])
+            xc, tc = mix_batches(xc, tc, plan, lams, gen)
+            self.labels = torch.argmax(tc.view(n, bs, self.K), 2)
             self.tc = tc.mul(-1.0 / bs).view(-1)
         elif self.eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
             self.tc = self.smooth_neg.index_select(0, self.Yp[lo:hi]).view(-1)
         if self.memory_format is torch.channels_last:
             xc = xc.contiguous(memory_format=torch.channels_last)
         if self.dropouts:
-            draw_ahead(self.dropouts, n)
-        self.xc, self.n_chunk, self.r, self.end = xc, n, 0, batch + n
+            assert self.seed is not None
+            plan_masks(self.dropouts, stream_seed(self.seed, j, 1), batch - b0, n)
+        self.xc, self.n_chunk, self.b0 = xc, n, b0
+        self.r = self.r_read = batch - b0
+
+    def _stream(self, j: int) -> torch.Generator:
+        """The generator of chunk j's augmentation and mixing: stream (epoch seed, j, 0)."""
+        assert self.seed is not None
+        return torch.Generator(device=self.dev).manual_seed(stream_seed(self.seed, j, 0))
 
     def step(self, lr: float, step: int, batch: int) -> None:
         """Update number `step` (0-based), on batch `batch` of the epoch; no host sync."""
@@ -188,7 +209,7 @@ class Stepper:
         if self.cycle:
             self._set_momentum(step)
         if self.r == self.n_chunk:
-            self._next_chunk(step, batch)
+            self._next_chunk(batch)
         bs, r, model, scaler = self.bs, self.r, self.model, self.scaler
         x = self.xc[r * bs : (r + 1) * bs]
         if self.amp is None:
@@ -235,10 +256,12 @@ class Stepper:
 
     def read(self) -> tuple[float, int, int]:
         """(loss summed over the steps since the last read, correct predictions, steps)."""
-        assert self.r == self.n_chunk, "a read ends a chunk"
-        row, end, bs = len(self.kept), self.end, self.bs
+        row, end, bs = len(self.kept), self.b0 + self.r, self.bs
         if self.mixing:
-            truth = self.labels[:row]
+            self.truth.append(self.labels[self.r_read : self.r])
+            truth = self.truth[0] if len(self.truth) == 1 else torch.cat(self.truth)
+            self.truth.clear()
+            self.r_read = self.r
         else:
             truth = self.Yp[(end - row) * bs : end * bs].view(row, bs)
         preds = torch.stack(self.kept)

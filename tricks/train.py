@@ -31,11 +31,12 @@ and including t; per-epoch metrics sit at the epoch's last update. Epochs are
 0-based everywhere (callbacks, `best`, progress).
 
 Exact resume: a checkpoint (tricks.run_state) holds the model, optimizer,
-scaler, every RNG state, the epoch's permutation, the seed of its mixing plan
-and the next batch index, the history and the early-stopping state. It is only
-written at log points, where nothing is pending on the device and a chunk of
-batches starts, so a resumed run on the CPU reproduces the uninterrupted one bit
-for bit.
+scaler, every RNG state, the epoch's permutation and seed (its chunks'
+augmentation, mixing and dropout draw from streams of it: tricks.step) and
+the next batch index, the history and the early-stopping state. It is only
+written at log points, where nothing is pending on the device, and a resumed
+run rebuilds the chunk of batches it stopped in from the epoch's seed, so on
+the CPU it reproduces the uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def train(
 
     try:
         while st.epoch < epochs:
-            st.perm, st.mix_seed = stepper.start_epoch(st.perm, st.mix_seed)
+            st.perm, st.epoch_seed = stepper.start_epoch(st.perm, st.epoch_seed)
             while st.batch < spe:
                 lr = lrs[st.step]
                 stepper.step(lr, st.step, st.batch)  # no host sync in here

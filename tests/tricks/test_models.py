@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from tricks.models import BasicBlock, build_model
-from tricks.models.layers import Dropout, draw_ahead, dropouts, keep_probability
+from tricks.models import layers as layers_mod
+from tricks.models.layers import Dropout, dropouts, keep_mask, keep_probability, plan_masks
 from tricks.spec import CNNSpec, MLPSpec, ResNetSpec
 
 SHAPES = {"image": (1, 8, 8), "sequence": (1, 64), "tabular": (5,), "tiny-image": (3, 2, 2)}
@@ -146,15 +147,24 @@ def test_dropout_gradient_is_the_mask() -> None:
     torch.testing.assert_close(x.grad, (y != 0).float() / 0.75, rtol=0, atol=0)
 
 
-def test_masks_drawn_ahead_are_those_of_single_draws() -> None:
-    # draw_ahead(n): the next n masks come from one draw, bit for bit the n single draws
+def test_planned_masks_depend_on_the_seed_and_position_alone(monkeypatch) -> None:
+    # plan_masks: forward r of a chunk gets the same mask whether the chunk is taken
+    # from its start or from r on (a resume), across block boundaries; forwards past the
+    # plan's end draw from the global RNG again
+    monkeypatch.setattr(layers_mod, "AHEAD_ELEMS", 3 * 32 * 6 * 7)  # blocks of 3 forwards
     x = torch.randn(32, 6, 7)
-    single, ahead = Dropout(0.3), Dropout(0.3)
+    layer = Dropout(0.3)
+    plan_masks(dropouts(nn.Sequential(layer)), seed=11, start=0, end=7)
+    whole = [layer(x) for _ in range(7)]
+    for r in (1, 3, 5, 6):
+        plan_masks(dropouts(nn.Sequential(layer)), seed=11, start=r, end=7)
+        for i in range(r, 7):
+            assert torch.equal(layer(x), whole[i])
+    assert not torch.equal(whole[0], whole[1]) and not torch.equal(whole[2], whole[3])
+    plan_masks(dropouts(nn.Sequential(layer)), seed=12, start=0, end=1)
+    assert not torch.equal(layer(x), whole[0])  # another chunk, another stream
     torch.manual_seed(5)
-    want = [single(x) for _ in range(5)]
+    after = layer(x)  # past the plan's end: one draw of the global RNG
     torch.manual_seed(5)
-    draw_ahead(dropouts(nn.Sequential(ahead)), 4)
-    got = [ahead(x) for _ in range(5)]  # 4 from the draw ahead, then a single draw again
-    for a, b in zip(want, got, strict=True):
-        assert torch.equal(a, b)
-    assert ahead.ahead.left == 0
+    assert torch.equal(after, x * keep_mask(x.shape, 0.3, x.device))
+    assert layer.plan.pos == 1

@@ -103,6 +103,17 @@ def test_same_seed_same_history(digits):
     same_result(train(spec, digits), train(spec, digits))
 
 
+def test_the_draws_do_not_depend_on_the_log_interval(digits, monkeypatch):
+    # randomness is per chunk of the epoch, not per log interval: the same weights whatever
+    # log_every is, with every random trick on and chunks that reads fall inside of
+    monkeypatch.setattr(step_mod, "CHUNK_ELEMS", 64 * 64 * 8)  # chunks of 8 batches
+    runs = [train(make_spec(epochs=2, log_every=k), digits) for k in (1, 5, 7, 1000)]
+    for other in runs[1:]:
+        assert other.metrics["val_loss"] == runs[0].metrics["val_loss"]
+        for k in runs[0].model_state:
+            assert torch.equal(other.model_state[k], runs[0].model_state[k]), k
+
+
 def test_resume_after_epoch_end_equals_uninterrupted(digits, tmp_path):
     spec = make_spec()
     full = train(spec, digits)

@@ -9,19 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 KEEP_BITS = 16  # the keep test compares 16 random bits with a threshold: p in steps of 2⁻¹⁶
-AHEAD_ELEMS = 1 << 20  # masks drawn ahead (`draw_ahead`) at most this many numbers per layer
+AHEAD_ELEMS = 1 << 20  # masks of a planned chunk drawn at most this many numbers at a time
 
 
 class Dropout(nn.Dropout):
     """Inverted dropout with drop probability p: x · 1[keep] / (1 − p), keep ~ Bernoulli(1 − p).
 
     As nn.Dropout: each element kept independently, kept values scaled by
-    1/(1 − p), the identity in eval mode or when p = 0; drawn from torch's global
-    RNG, so checkpoints that save that RNG resume exactly. Why not nn.Dropout:
+    1/(1 − p), the identity in eval mode or when p = 0. Why not nn.Dropout:
     its CPU kernel fills the mask with `bernoulli_`, about 3× slower than
     comparing uniforms with p, and random-number generation is the floor of the
     cost. So the keep test uses 16 random bits per element, not a float32
@@ -30,47 +30,55 @@ class Dropout(nn.Dropout):
     of 2⁻¹⁶: round((1 − p)·2¹⁶)/2¹⁶, within 2⁻¹⁷ ≈ 7.6e-6 of 1 − p (`keep_probability`);
     the scale stays exactly 1/(1 − p), as nn.Dropout's.
 
-    `draw_ahead(layers, n)` lets each layer draw the masks of its next n training
-    forwards in one go (the training loop does it per chunk of steps), so the
-    fixed cost of the half-dozen ops that make a mask is paid once per chunk.
-    The masks are those n single draws would give, one layer's after the other.
+    Where the masks come from:
+    - in a chunk of steps the training loop planned (`plan_masks`), from the
+      layer's own counter-based stream: the masks of forwards [q·k, (q+1)·k) of
+      the chunk are one draw of a generator seeded with (the chunk's seed for
+      this layer, q), k = AHEAD_ELEMS // mask size. So a chunk's masks are drawn
+      a block at a time (the fixed cost of the ops that make a mask is paid once
+      per block), and the mask of forward r depends on the seed and r alone: a
+      run resumed in the middle of a chunk draws exactly what the uninterrupted
+      one drew, without any RNG state to save;
+    - otherwise (a forward outside a plan, torch.compile), one draw per forward
+      from torch's global RNG, which checkpoints save.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__(p, inplace)
-        self.ahead = _Ahead()  # a plain object: nn.Module's __setattr__ is slow per step
+        self.plan = _Plan()  # a plain object: nn.Module's __setattr__ is slow per step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if self.p == 1.0:
             return x * 0.0
-        st = self.ahead
-        if st.masks is not None and st.used < st.masks.shape[0] and st.masks.shape[1:] == x.shape:
-            mask = st.masks[st.used]
-            st.used += 1
+        st = self.plan
+        if st.pos < st.end:
+            mask = st.take(x.shape, self.p, x.device)
         else:
-            mask = st.draw(x.shape, self.p, x.device)
+            mask = keep_mask(x.shape, self.p, x.device)
         return x * (mask if mask.dtype == x.dtype else mask.to(x.dtype))
 
 
-class _Ahead:
-    """A Dropout layer's masks drawn in advance, and how many forwards may still take one."""
+class _Plan:
+    """A Dropout layer's planned forwards: its stream's seed, the next one and the end."""
 
     def __init__(self) -> None:
-        self.left = 0  # forwards left that may take a mask drawn in advance
-        self.masks: torch.Tensor | None = None  # (k, *shape)
-        self.used = 0  # of them
+        self.seed, self.pos, self.end = 0, 0, 0
+        self.block, self.shape = -1, torch.Size()  # the block whose masks `rows` holds
+        self.rows: tuple[torch.Tensor, ...] = ()
 
-    def draw(self, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-        """This forward's mask, and the next ones' when `left` says so."""
-        k = max(1, min(self.left, AHEAD_ELEMS // max(1, math.prod(shape))))
-        self.left = max(0, self.left - k)
-        if k == 1:
-            self.masks = None
-            return keep_mask(shape, p, device)
-        self.masks, self.used = keep_mask((k, *shape), p, device), 1
-        return self.masks[0]
+    def take(self, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+        """The mask of planned forward `pos`: row pos − q·k of block q's draw."""
+        k = max(1, AHEAD_ELEMS // max(1, math.prod(shape)))  # forwards per block
+        q, i = divmod(self.pos, k)
+        if q != self.block or shape != self.shape:
+            n = min(k, self.end - q * k)
+            mask = keep_mask((n, *shape), p, device, stream_seed(self.seed, q))
+            self.rows = mask.unbind(0)  # views: no select per step
+            self.block, self.shape = q, shape
+        self.pos += 1
+        return self.rows[i]
 
 
 def dropouts(model: nn.Module) -> list[Dropout]:
@@ -78,14 +86,32 @@ def dropouts(model: nn.Module) -> list[Dropout]:
     return [m for m in model.modules() if isinstance(m, Dropout) and m.p > 0]
 
 
-def draw_ahead(layers: list[Dropout], n: int) -> None:
-    """Each layer draws the masks of its next n training forwards at once (see `Dropout`).
+def plan_masks(layers: list[Dropout], seed: int, start: int, end: int) -> None:
+    """The layers' next forwards are forwards start..end−1 of a chunk seeded with `seed`.
 
-    Masks left from an earlier call are dropped: call it where the previous n
-    forwards are done (a checkpoint in between saves the RNG after those draws).
+    Layer i draws from stream (seed, i). Forwards past `end` draw from the global RNG.
     """
-    for m in layers:
-        m.ahead.left, m.ahead.masks = n, None
+    for i, m in enumerate(layers):
+        st = m.plan
+        st.seed, st.pos, st.end, st.block = stream_seed(seed, i), start, end, -1
+
+
+def stream_seed(*words: int) -> int:
+    """A 63-bit seed from integers, splitmix64 over them: the seed of a counter-based stream.
+
+    (Steele, Lea & Flood, "Fast splittable pseudorandom number generators", OOPSLA
+    2014: the finalizer's avalanche makes seeds of neighbouring counters unrelated.)
+    """
+    h = 0
+    for w in words:
+        z = ((h ^ (w & _M64)) + 0x9E3779B97F4A7C15) & _M64
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & _M64
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & _M64
+        h = z ^ (z >> 31)
+    return h >> 1
+
+
+_M64 = (1 << 64) - 1
 
 
 def keep_threshold(p: float) -> float:
@@ -98,14 +124,28 @@ def keep_probability(p: float) -> float:
     return round((1.0 - p) * 2**KEEP_BITS) / 2**KEEP_BITS
 
 
-def keep_mask(shape: Sequence[int], p: float, device: torch.device) -> torch.Tensor:
+def keep_mask(
+    shape: Sequence[int],
+    p: float,
+    device: torch.device,
+    seed: int | None = None,  # None: torch's global RNG
+) -> torch.Tensor:
     """float32 mask of `shape`: 1/(1 − p) where kept (probability keep_probability(p)), else 0.
 
-    On the CPU, the masks of (k, *s) are those of k draws of s one after the other."""
+    The bits come from torch's global RNG, or from a stream seeded with `seed`: on
+    the CPU numpy's PCG64 (O'Neill 2014), whose raw draws cost a third of torch's
+    Mersenne Twister per bit, on CUDA a torch generator (Philox) on the device.
+    The masks of (k, *s) are those of k draws of s one after the other (on the CPU)."""
     *lead, last = shape if len(shape) else (1,)
     words = -(-last // 4)  # 64 random bits per 4 elements of the last axis
-    # the full 64-bit range: every bit uniform (random_ with narrower ranges takes a modulo)
-    bits = torch.empty((*lead, words), dtype=torch.int64, device=device).random_(-(2**63), None)
+    if seed is not None and device.type == "cpu":
+        raw = np.random.PCG64(seed).random_raw(math.prod(lead) * words)
+        bits = torch.from_numpy(raw.view(np.int64)).view(*lead, words)
+    else:
+        # the full 64-bit range: every bit uniform (random_ with narrower ranges takes a modulo)
+        gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        bits = torch.empty((*lead, words), dtype=torch.int64, device=device)
+        bits.random_(-(2**63), None, generator=gen)
     v = bits.view(torch.int16)  # (*lead, 4·words), each uniform on [−2¹⁵, 2¹⁵)
     if 4 * words != last:
         v = v[..., :last]
