@@ -2,8 +2,9 @@
 
 FastAPI runs every sync route and dependency in one shared thread pool (anyio's, 40
 threads). Sixty concurrent previews of a 10M-step schedule once filled it and /healthz
-waited 79 s behind them. Heavy handlers (POST /schedules/preview, GET /jobs/{id}/lr) are
-`async def` and hand their work, JSON rendering included, to this pool instead:
+waited 79 s behind them. Heavy handlers (POST /schedules/preview, GET /jobs/{id}/lr, and
+the parse of a POST /datasets upload, which takes seconds to minutes of CPU for a big
+file) are `async def` and hand their work, JSON rendering included, to this pool instead:
 
 - `heavy_workers` threads run it; at most `heavy_queue` more requests wait for a thread.
   Past that the pool answers 503 `busy` with Retry-After at once, never queueing more.
@@ -11,7 +12,10 @@ waited 79 s behind them. Heavy handlers (POST /schedules/preview, GET /jobs/{id}
   that it gets 429 `too_many_requests` with Retry-After, so others still get in.
 
 A place is freed when the work really ends, not when its caller goes away: a client that
-disconnects mid-preview does not make room for one more thread than the pool has.
+disconnects mid-preview does not make room for one more thread than the pool has. A
+cancelled caller waits for work already running to end (work not yet started is dropped)
+before its own cleanup runs, as Starlette's run_in_threadpool does: an ingest's staging
+file is not removed under it.
 Health, readiness and authentication never go through here.
 """
 
@@ -59,7 +63,13 @@ class HeavyPool:
             self._release(tenant)
             raise
         fut.add_done_callback(lambda _: self._release(tenant))
-        return await asyncio.wrap_future(fut)
+        waiting = asyncio.wrap_future(fut)
+        try:
+            return await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            fut.cancel()  # dropped if still queued; a running one is waited for
+            await asyncio.wait([waiting])
+            raise
 
     def _admit(self, tenant: str) -> None:
         with self._lock:
@@ -68,7 +78,8 @@ class HeavyPool:
                 raise ApiError(
                     429,
                     "too_many_requests",
-                    f"you have {mine} schedule previews or lr curves being computed, the limit "
+                    f"you have {mine} heavy requests (schedule previews, lr curves, dataset "
+                    f"uploads being parsed) running or waiting, the limit "
                     f"(heavy_per_tenant) is {self.per_tenant}; wait for one to finish and "
                     f"retry in {RETRY_AFTER_S} s",
                     {"limit": "heavy_per_tenant", "heavy_per_tenant": self.per_tenant},
@@ -78,8 +89,8 @@ class HeavyPool:
                 raise ApiError(
                     503,
                     "busy",
-                    f"the API's compute pool is full ({self._held} previews or lr curves running "
-                    f"or waiting: heavy_workers {self.workers} + heavy_queue "
+                    f"the API's compute pool is full ({self._held} previews, lr curves or dataset "
+                    f"parses running or waiting: heavy_workers {self.workers} + heavy_queue "
                     f"{self.capacity - self.workers}); retry in {RETRY_AFTER_S} s",
                     {"pool": "heavy", "capacity": self.capacity},
                     {"Retry-After": str(RETRY_AFTER_S)},

@@ -90,9 +90,9 @@ class Settings(BaseSettings):
     # training.epochs x steps per epoch of one job, and epochs x steps_per_epoch of a preview
     max_total_steps: int = 10_000_000
     max_parameters: int = 100_000_000  # trainable parameters of one job's model (plan.parameters)
-    # CPU-heavy request work (schedule previews, planned lr curves: api/heavy.py) runs in its
-    # own pool of this many threads, with at most heavy_queue more waiting (then 503) and at
-    # most heavy_per_tenant running or waiting per tenant (then 429).
+    # CPU-heavy request work (schedule previews, planned lr curves, dataset upload parses:
+    # api/heavy.py) runs in its own pool of this many threads, with at most heavy_queue more
+    # waiting (then 503) and at most heavy_per_tenant running or waiting per tenant (then 429).
     heavy_workers: int = 2
     heavy_queue: int = 16
     heavy_per_tenant: int = 4

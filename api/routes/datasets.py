@@ -19,6 +19,7 @@ from api.auth import Limits, PrincipalDep
 from api.dataset_samples import sample_grid
 from api.deps import SettingsDep, StoreDep, TenantDep
 from api.errors import ApiError, field_errors, invalid, not_found, summary
+from api.heavy import HeavyDep, HeavyPool
 from api.routes.jobs import ERRORS
 from api.schemas import DatasetPublic, DatasetsPublic, ErrorPublic
 from api.upload_stream import receive_multipart
@@ -104,6 +105,7 @@ UPLOAD_BODY = {
         404: {"model": ErrorPublic, "description": "JSON body: no such upload"},
         409: {"model": ErrorPublic, "description": "JSON body: the upload is not complete"},
         413: {"model": ErrorPublic, "description": "Upload too large, or storage quota full"},
+        503: {"model": ErrorPublic, "description": "The API's compute pool is full; retry"},
         507: {"model": ErrorPublic, "description": "The server's artifact disk is full"},
     },
     openapi_extra={"requestBody": UPLOAD_BODY},
@@ -115,16 +117,18 @@ async def create_dataset(
     settings: SettingsDep,
     tenant: TenantDep,
     principal: PrincipalDep,
+    heavy: HeavyDep,
 ) -> dict[str, Any]:
     """Upload a dataset (multipart `file`, or JSON naming a finished resumable upload).
 
     The body streams to disk and is parsed from there with bounded memory; it is
     validated fully, and checked against your storage quota by the bytes it will store,
-    before anything is kept."""
+    before anything is kept. The parse runs on the API's bounded compute pool (as
+    schedule previews do): when it is full the answer is 503 or 429 with Retry-After."""
     limits = principal.limits
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("application/json"):
-        return await _from_tus(request, response, store, settings, tenant, limits)
+        return await _from_tus(request, response, store, settings, tenant, limits, heavy)
     if not ctype.startswith("multipart/form-data"):
         raise invalid(
             ["file"], f"Field required: send the dataset as the multipart field 'file' ({FORMATS})"
@@ -146,9 +150,9 @@ async def create_dataset(
         name = got.fields.get("name")
         if name is not None and len(name) > 200:
             raise invalid(["name"], "the name is longer than 200 characters")
-        saved = await run_in_threadpool(
-            _store, got.path, got.filename, got.size, name, got.fields.get("image_size"),
-            store, settings, tenant, limits,
+        saved = await heavy.run(
+            tenant, _store, got.path, got.filename, got.size, name,
+            got.fields.get("image_size"), store, settings, tenant, limits,
         )  # fmt: skip
     finally:
         got.discard()
@@ -163,6 +167,7 @@ async def _from_tus(
     settings: Settings,
     tenant: str,
     limits: Limits,
+    heavy: HeavyPool,
 ) -> dict[str, Any]:
     """The JSON branch: ingest a finished tus upload's file (api/tus.py), then release it."""
     try:
@@ -181,8 +186,9 @@ async def _from_tus(
         )
     size = path.stat().st_size
     quotas.check_upload_size(size, limits)
-    saved = await run_in_threadpool(
-        _store, path, filename, size, body.name, body.image_size, store, settings, tenant, limits,
+    saved = await heavy.run(
+        tenant, _store, path, filename, size, body.name, body.image_size,
+        store, settings, tenant, limits,
     )  # fmt: skip
     await run_in_threadpool(release_upload, store, settings, tenant, body.upload)
     response.headers["Location"] = f"/datasets/{saved['id']}"

@@ -75,7 +75,8 @@ def label_dtype(num_classes: int) -> np.dtype:
 
 def check_x_block(block: np.ndarray, stored: np.dtype, key: str, first_row: int) -> np.ndarray:
     """The block cast to its stored dtype; 422 at the first NaN/inf (or float32 overflow)."""
-    out = block.astype(stored, copy=False)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+        out = block.astype(stored, copy=False)
     if out.dtype.kind == "f":
         bad = ~np.isfinite(out)
         if bad.any():

@@ -5,9 +5,13 @@ sorted into label ids. Pass 1 reads only names and image headers: it refuses pat
 traversal, links, nested archives and non-image files by name, checks every image's
 size against the per-image and total pixel budgets BEFORE anything is decoded (the
 defence against decompression bombs; Image.MAX_IMAGE_PIXELS is set too), and learns the
-stored shape. Pass 2 decodes each image, converts it to RGB (L when every image is
-grayscale), resizes it when a size was asked for, and writes uint8 (N, C, H, W).
-Members are visited in archive order both times, so a .tar.gz is streamed, never seeked.
+stored shape. Pass 2 decodes each image, turns it upright by its EXIF Orientation (a
+phone's JPEG is stored as it was shot, rotated on display), converts it to RGB (L when
+every image is grayscale), resizes it when a size was asked for, and writes uint8
+(N, C, H, W). 16-bit grayscale PNGs keep their 16 bits (uint16, one channel) when every
+image of the archive is one; otherwise each keeps its high byte (v >> 8), which is what
+Pillow already does for 16-bit colour PNGs. Members are visited in archive order both
+times, so a .tar.gz is streamed, never seeked.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ from tricks.uploads import UploadError
 IMAGE_EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 ARCHIVE_EXT = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".npz")
 GRAY = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+GRAY16 = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # what Pillow opens a 16-bit gray PNG as
 U8 = np.dtype(np.uint8)
+U16 = np.dtype(np.uint16)
+ORIENTATION = 0x0112  # the EXIF tag
+TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
 
 
 def is_archive(name: str) -> bool:
@@ -163,6 +171,26 @@ def _open(f: IO[bytes], name: str, lim):
     return img
 
 
+def _orientation(img) -> int:
+    """The EXIF Orientation (1..8) the header holds; 1 when absent or unreadable.
+
+    A PNG's eXIf chunk counts only when it comes before the pixel data: Pillow would
+    decode the whole image to find one after it, and pass 1 decodes nothing. Both passes
+    call this, so they always agree on the stored size."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    try:
+        value = img.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - malformed metadata of an untrusted file: ignore it
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright_size(img) -> tuple[int, int]:
+    w, h = img.size
+    return (h, w) if _orientation(img) in TRANSPOSED else (w, h)
+
+
 class _Scan:
     """Pass 1 state, compact (a label id per image, not an object): names, classes, sizes."""
 
@@ -174,6 +202,7 @@ class _Scan:
         self.class_ids: dict[str, int] = {}
         self.labels: list[int] = []
         self.all_gray = True
+        self.all_16 = True
         self.pixels = 0
 
     def on_image(self, name: str, parts: list[str], f: IO[bytes]) -> None:
@@ -184,8 +213,9 @@ class _Scan:
             raise UploadError(
                 f"the images hold more than the {lim.max_total_pixels} pixel limit in all"
             )
+        size = _upright_size(img)
         if self.first is None:
-            self.first = (name, img.size)
+            self.first = (name, size)
             self.depth = len(parts)
             self.top = parts[0] if len(parts) == 3 else None
         if (
@@ -196,8 +226,8 @@ class _Scan:
             raise UploadError(
                 f"'{name}' is not in a class folder; use <class>/<image> (one folder per class)"
             )
-        if self.plan.image_size is None and img.size != self.first[1]:
-            (w, h), (w0, h0) = img.size, self.first[1]
+        if self.plan.image_size is None and size != self.first[1]:
+            (w, h), (w0, h0) = size, self.first[1]
             raise UploadError(
                 f"'{name}' is {w}x{h} but '{self.first[0]}' is {w0}x{h0}; images must share one "
                 "size, or send image_size (e.g. 32 or 32x32) to resize them"
@@ -205,8 +235,9 @@ class _Scan:
         cls = parts[-2]
         self.labels.append(self.class_ids.setdefault(cls, len(self.class_ids)))
         self.all_gray = self.all_gray and img.mode in GRAY
+        self.all_16 = self.all_16 and img.mode in GRAY16
 
-    def result(self) -> tuple[np.ndarray, list[str], tuple[int, int, int]]:
+    def result(self) -> tuple[np.ndarray, list[str], tuple[int, int, int], np.dtype]:
         if self.first is None:
             raise UploadError(
                 "the archive holds no PNG or JPEG images; put them in one folder per class"
@@ -216,7 +247,7 @@ class _Scan:
         labels = remap[np.asarray(self.labels, dtype=np.int64)]
         c = 1 if self.all_gray else 3
         h, w = self.plan.image_size or (self.first[1][1], self.first[1][0])
-        return labels, classes, (c, h, w)
+        return labels, classes, (c, h, w), U16 if self.all_16 else U8
 
 
 def read_archive(
@@ -224,42 +255,58 @@ def read_archive(
 ) -> DatasetMeta:
     scan = _Scan(plan)
     _walk(path, filename, plan, scan.on_image)  # pass 1: names and headers, nothing decoded
-    labels, classes, (c, h, w) = scan.result()
+    labels, classes, (c, h, w), x_dtype = scan.result()
     n = len(labels)
     check_min_samples(n)
     class_counts = check_classes(np.bincount(labels, minlength=len(classes)), None)
     y_dtype = label_dtype(len(classes))
-    total = npy_bytes(U8, (n, c, h, w)) + npy_bytes(y_dtype, (n,))
+    total = npy_bytes(x_dtype, (n, c, h, w)) + npy_bytes(y_dtype, (n,))
     plan.reserve(total)
     st.array("y", y_dtype, (n,)).write(labels.astype(y_dtype))
-    wx = st.array("x", U8, (n, c, h, w))
-    per_block = max(1, BLOCK_BYTES // (c * h * w))
-    block: list[np.ndarray] = []
+    wx = st.array("x", x_dtype, (n, c, h, w))
+    per_block = max(1, BLOCK_BYTES // (c * h * w * x_dtype.itemsize))
+    block = np.empty((min(per_block, n), c, h, w), dtype=x_dtype)  # filled, written, reused
+    filled = 0
 
     def on_image(name: str, parts: list[str], f: IO[bytes]) -> None:
-        if wx.rows + len(block) >= n:
+        nonlocal filled
+        if wx.rows + filled >= n:
             raise UploadError(f"the archive changed while it was read ('{name}')")
-        block.append(_decode(f, name, (c, h, w), plan))
-        if len(block) == per_block:
-            wx.write(np.stack(block))
-            block.clear()
+        block[filled] = _decode(f, name, (c, h, w), x_dtype, plan)
+        filled += 1
+        if filled == len(block):
+            wx.write(block)
+            filled = 0
 
     _walk(path, filename, plan, on_image)  # pass 2: decode, in the same order
-    if block:
-        wx.write(np.stack(block))
+    if filled:
+        wx.write(block[:filled])
     wx.close()
     return make_meta(
-        dataset_id, filename, sample_shape=(c, h, w), dtype=U8, class_counts=class_counts,
+        dataset_id, filename, sample_shape=(c, h, w), dtype=x_dtype, class_counts=class_counts,
         n=n, n_val=None, stored_bytes=total, classes=classes,
     )  # fmt: skip
 
 
-def _decode(f: IO[bytes], name: str, shape: tuple[int, int, int], plan: Plan) -> np.ndarray:
-    from PIL import Image
+def _decode(
+    f: IO[bytes], name: str, shape: tuple[int, int, int], dtype: np.dtype, plan: Plan
+) -> np.ndarray:
+    """One image as (C, H, W) of the stored dtype: upright, converted, resized."""
+    from PIL import Image, ImageOps
 
     c, h, w = shape
     img = _open(f, name, plan.limits)
     try:
+        if _orientation(img) != 1:
+            img = ImageOps.exif_transpose(img)
+        if img.mode in GRAY16:
+            img = img.convert("I")  # 32-bit ints holding the 16-bit values (0..65535)
+            if dtype == U16:
+                if img.size != (w, h):
+                    img = img.resize((w, h), Image.Resampling.BILINEAR)
+                return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)[None]
+            # an 8-bit archive: keep the high byte (convert("L") would clip at 255)
+            img = Image.fromarray((np.clip(np.asarray(img), 0, 65535) >> 8).astype(np.uint8))
         img = img.convert("L" if c == 1 else "RGB")
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BILINEAR)

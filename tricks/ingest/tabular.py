@@ -3,6 +3,12 @@
 Both are read twice from disk, a block of rows at a time: the first pass checks every
 cell and label and counts the rows (so the stored size is exact before anything is
 written), the second writes float32 features and the smallest label type.
+
+A CSV is read by pyarrow.csv's streaming reader (in C++, about 10x Python's csv). When
+it refuses anything (a text cell, a short row, bad UTF-8, a blank-looking row) or a cell
+fails the checks, the first pass is run again with Python's csv module instead: it is
+the reference for what is accepted and its errors name the line and column, so the
+fast reader changes the speed, never which files are accepted or what the error says.
 """
 
 from __future__ import annotations
@@ -68,6 +74,53 @@ def _write(
 
 
 # ---------------------------------------------------------------------------- csv
+
+ARROW_BLOCK = 2**20  # bytes of CSV text per pyarrow batch (4 MiB grew the RSS with the file)
+
+
+class _Slow(Exception):
+    """The fast reader met something: let Python's csv module read the file and say what."""
+
+
+def _arrow_blocks(path: Path, label_col: int, width: int, first_pass: bool):
+    """(x float32, y float64) blocks, as _csv_blocks gives them, parsed by pyarrow.csv.
+
+    Every column is read as float64 with no null values (an empty cell is an error, as
+    for float()). In the first pass anything pyarrow refuses, or a cell the checks
+    refuse, raises _Slow; in the second the file was already checked whole. One core
+    (use_threads=False): the heavy pool's thread count is what bounds an ingest's CPU."""
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    names = [f"c{i}" for i in range(width)]
+    read = pc.ReadOptions(
+        column_names=names, skip_rows=1, block_size=ARROW_BLOCK, use_threads=False
+    )
+    convert = pc.ConvertOptions(
+        column_types={n: pa.float64() for n in names},
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    features = [i for i in range(width) if i != label_col]
+    first = 0
+    try:
+        # a Python file object: given a path (or a pa.OSFile) pyarrow reads the whole
+        # file into memory first; from a stream it holds about one block at a time
+        with open(path, "rb") as fh:
+            for batch in pc.open_csv(fh, read_options=read, convert_options=convert):
+                cols = [batch.column(i) for i in range(width)]
+                if any(c.null_count for c in cols):
+                    raise _Slow
+                x = np.empty((batch.num_rows, len(features)), dtype=np.float64)
+                for j, i in enumerate(features):
+                    x[:, j] = cols[i].to_numpy()
+                yield check_x_block(x, F32, "x", first), cols[label_col].to_numpy()
+                first += batch.num_rows
+    except (pa.ArrowException, UploadError) as e:
+        if first_pass:
+            raise _Slow from e
+        raise UploadError(f"the CSV changed while it was read: {e}") from None
 
 
 def _csv_rows(path: Path) -> Generator[tuple[int, list[str]], None, None]:
@@ -142,11 +195,17 @@ def read_csv(
     f = len(header) - 1
     step = rows_per_block(8 * 8 * len(header))  # a parsed row costs ~8x its float64 bytes
     stats = LabelStats("y", plan.limits.max_classes)
-    for _, y in _csv_blocks(path, label_col, header, step):  # pass 1: check and count
-        stats.add(y)
+    try:
+        for _, y in _arrow_blocks(path, label_col, len(header), True):  # pass 1: check, count
+            stats.add(y)
+        blocks = _arrow_blocks(path, label_col, len(header), False)
+    except _Slow:
+        stats = LabelStats("y", plan.limits.max_classes)
+        for _, y in _csv_blocks(path, label_col, header, step):  # raises what is wrong
+            stats.add(y)
+        blocks = _csv_blocks(path, label_col, header, step)
     if stats.n == 0:
         raise UploadError("the CSV has a header but no data rows")
-    blocks = ((x, y) for x, y in _csv_blocks(path, label_col, header, step))
     counts, _, total = _write(st, plan, stats.n, f, stats, blocks)
     return make_meta(
         dataset_id, filename, sample_shape=(f,), dtype=F32, class_counts=counts,
@@ -162,7 +221,7 @@ def _parquet(path: Path):
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)  # pre_buffer reads every row group at once
     except (pa.ArrowException, OSError, ValueError) as e:
         raise UploadError(f"not a readable .parquet file: {e}") from None
     return pa, pf
@@ -172,7 +231,8 @@ def _parquet_blocks(pf, pa, names: list[str], label: str, step: int):
     features = [c for c in names if c != label]
     first = 0
     try:
-        for batch in pf.iter_batches(batch_size=step, columns=names):
+        # one thread: pyarrow's own pool held ~3x the memory and the heavy pool bounds the CPU
+        for batch in pf.iter_batches(batch_size=step, columns=names, use_threads=False):
             cols = {}
             for name in names:
                 col = batch.column(name)
