@@ -123,5 +123,5 @@ def test_keep_heap_stops_the_page_faults_of_a_runs_temporaries() -> None:
         return int(out.stdout.split()[-1])
 
     default, tuned = faults("0"), faults("1")
-    assert default > 1000  # 8 epochs of 22 steps: each chunk faults its pages in again
+    assert default > 400  # 8 epochs of 22 steps: each chunk faults its pages in again
     assert tuned < default / 3
