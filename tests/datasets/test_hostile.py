@@ -12,6 +12,7 @@ import pytest
 from support import assert_error
 
 from tests.datasets.files import class_tree, images, npz, parquet, png, tar_of, upload, zip_of
+from tests.datasets.zips import patch_central
 
 
 def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
@@ -65,6 +66,11 @@ def good_tree() -> dict[str, bytes]:
 
 def with_member(name: str, data: bytes) -> dict[str, bytes]:
     return {**good_tree(), name: data}
+
+
+def patched(**values: int) -> bytes:
+    """good_tree() as a .zip whose directory entry for a/001.png says something else."""
+    return patch_central(zip_of(good_tree()), "a/001.png", **values)
 
 
 def cases():
@@ -143,6 +149,12 @@ def cases():
             "class folder",
             {},
         ),
+        ("crc-mismatch", "c.zip", patched(crc=12345), 422, "crc-32", {}),
+        ("size-lie", "s.zip", patched(size=5000), 422, "truncated", {}),
+        ("overlap", "o.zip", patched(compressed=5000), 422, "overlapping", {}),
+        ("shared-data", "d.zip", patched(offset=0), 422, "share", {}),
+        ("encrypted", "e.zip", patched(flags=1), 422, "encrypted", {}),
+        ("bzip2", "b.zip", patched(method=12), 422, "unsupported compression", {}),
         ("bare-npy", "x.npy", bare.getvalue(), 422, "np.savez", {}),
         (
             "pickle-member",
@@ -157,7 +169,17 @@ def cases():
         ("truncated-parquet", "t.parquet", valid_pq[: len(valid_pq) // 2], 422, "parquet", {}),
         ("unknown-ext", "data.h5", b"\x89HDF\r\n", 422, ".parquet", {}),
         ("image-size-on-npz", "i.npz", npz(x=x, y=y), 422, "image archives", {"image_size": "16"}),
+        ("npz-of-many-members", "many.npz", many_members(5000), 422, "more than 16 entries", {}),
     ]
+
+
+def many_members(n: int) -> bytes:
+    """An .npz (zip) of n empty members: its directory alone would cost n ZipInfo objects."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(n):
+            zf.writestr(f"m{i}.npy", b"")
+    return buf.getvalue()
 
 
 CASES = cases()
@@ -192,3 +214,14 @@ def test_an_upload_over_the_limit_is_413_and_leaves_nothing(ds_api, client):
     )
     assert_error(r, 413)
     assert ds_api.stored() == before
+
+
+def test_a_skipped_member_is_never_read(ds_api, client):
+    """A __MACOSX file with a CRC that cannot match: skipped by name, so never read (nor
+    inflated, the inflated budget does not count it); the same CRC on an image is 422."""
+    tree = {**good_tree(), "__MACOSX/a/._001.png": b"\0" * 4096}
+    data = patch_central(zip_of(tree), "__MACOSX/a/._001.png", crc=12345)
+    r = upload(client, "mac.zip", data)
+    assert r.status_code == 201, r.text
+    assert r.json()["class_counts"] == [6, 6]  # the 12 images, nothing from __MACOSX
+    assert client.delete(f"/datasets/{r.json()['id']}").status_code == 204

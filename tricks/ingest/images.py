@@ -11,14 +11,16 @@ every image is grayscale), resizes it when a size was asked for, and writes uint
 (N, C, H, W). 16-bit grayscale PNGs keep their 16 bits (uint16, one channel) when every
 image of the archive is one; otherwise each keeps its high byte (v >> 8), which is what
 Pillow already does for 16-bit colour PNGs. Members are visited in archive order both
-times, so a .tar.gz is streamed, never seeked.
+times, so a .tar.gz is streamed, never seeked. A .zip is read with zipdir, which keeps a
+few bytes per member where zipfile keeps a ZipInfo object each, and pass 2 reads every
+member to its end so that its CRC-32 is checked.
 """
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
-import zipfile
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -34,6 +36,7 @@ from tricks.ingest.common import (
     make_meta,
 )
 from tricks.ingest.stored import StagedDataset, npy_bytes
+from tricks.ingest.zipdir import DEFLATED, STORED, ZipDirectory, ZipError, drain
 from tricks.spec import DatasetMeta
 from tricks.uploads import UploadError
 
@@ -52,34 +55,31 @@ def is_archive(name: str) -> bool:
     return n.endswith((".zip", ".tar", ".tar.gz", ".tgz"))
 
 
-def _members(path: Path, filename: str) -> Iterator[tuple[str, int, IO[bytes] | None]]:
+def _members(path: Path, filename: str, plan: Plan) -> Iterator[tuple[str, int, IO[bytes] | None]]:
     """(name, declared bytes, file object or None for a directory), in archive order.
 
     Links, devices and encrypted or oddly compressed members are refused by name."""
     if filename.lower().endswith(".zip"):
-        try:
-            zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        try:  # zipdir, not zipfile: a few bytes per member, not a ZipInfo object each
+            zd = ZipDirectory(path, max_entries=2 * plan.limits.max_images + 65536)
+        except (ZipError, OSError) as e:
             raise UploadError(f"not a readable .zip archive: {e}") from None
-        with zf:
-            for info in zf.infolist():
-                mode = (info.external_attr >> 16) & 0o170000
+        with zd:
+            for info in zd.entries():
+                mode = info.mode & 0o170000
                 if mode in (0o120000, 0o020000, 0o060000, 0o010000, 0o140000):
                     raise UploadError(
-                        f"'{info.filename}' is a link or special file; only image files are accepted"
+                        f"'{info.name}' is a link or special file; only image files are accepted"
                     )
-                if info.is_dir():
-                    yield info.filename, 0, None
+                if info.is_dir:
+                    yield info.name, 0, None
                     continue
-                if info.flag_bits & 0x1 or info.compress_type not in (
-                    zipfile.ZIP_STORED,
-                    zipfile.ZIP_DEFLATED,
-                ):
+                if info.flags & 0x1 or info.method not in (STORED, DEFLATED):
                     raise UploadError(
-                        f"'{info.filename}' is encrypted or uses an unsupported compression"
+                        f"'{info.name}' is encrypted or uses an unsupported compression"
                     )
-                with zf.open(info) as f:
-                    yield info.filename, info.file_size, f
+                with zd.open(info) as f:
+                    yield info.name, info.size, f
         return
     try:
         tf = tarfile.open(path, mode="r|*")
@@ -115,13 +115,17 @@ def _checked_name(name: str) -> list[str] | None:
     return parts
 
 
-def _walk(path: Path, filename: str, plan: Plan, on_image) -> int:
-    """Visit every image member: check its name and declared size, call on_image(name, parts, f)."""
+def _walk(path: Path, filename: str, plan: Plan, on_image, verify: bool = False) -> int:
+    """Visit every image member: check its name and declared size, call on_image(name, parts, f).
+
+    With `verify`, each image is then read to its end, so that a .zip member's CRC-32 is
+    checked (Pillow stops before a PNG's last bytes); only images, which the inflated
+    budget counts, never a skipped member."""
     lim = plan.limits
     inflated = 0
     count = 0
     try:
-        for name, size, f in _members(path, filename):
+        for name, size, f in _members(path, filename, plan):
             parts = _checked_name(name)
             if parts is None or f is None:
                 continue
@@ -144,9 +148,11 @@ def _walk(path: Path, filename: str, plan: Plan, on_image) -> int:
             if count > lim.max_images:
                 raise UploadError(f"the archive holds more than {lim.max_images} images")
             on_image(name, parts, f)
+            if verify:
+                drain(f)
     except UploadError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except (tarfile.TarError, ZipError, OSError, EOFError, ValueError) as e:
         raise UploadError(f"the archive is truncated or corrupt: {e}") from None
     return count
 
@@ -200,7 +206,7 @@ class _Scan:
         self.top: str | None = None  # the one folder above the class folders, if any
         self.depth = 0
         self.class_ids: dict[str, int] = {}
-        self.labels: list[int] = []
+        self.labels = array("i")  # 4 bytes an image, not an 8-byte pointer
         self.all_gray = True
         self.all_16 = True
         self.pixels = 0
@@ -278,7 +284,7 @@ def read_archive(
             wx.write(block)
             filled = 0
 
-    _walk(path, filename, plan, on_image)  # pass 2: decode, in the same order
+    _walk(path, filename, plan, on_image, verify=True)  # pass 2: decode, CRCs checked
     if filled:
         wx.write(block[:filled])
     wx.close()

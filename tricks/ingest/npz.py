@@ -2,7 +2,9 @@
 
 The zip directory is checked first: only x.npy, y.npy, x_val.npy, y_val.npy, each once,
 stored or deflated, declaring at most `max_inflated_bytes` in all (a zip bomb is refused
-before anything is inflated; zipfile never inflates a member past its declared size).
+before anything is inflated; the reader, tricks.ingest.zipdir, never inflates a member past
+its declared size and checks its CRC). The directory is read with at most MAX_ENTRIES
+entries, so an archive of millions of tiny members costs nothing to refuse.
 Each member's .npy header is read before its data: object dtypes (pickles) are refused by
 dtype and never loaded, and the header's shape must account for exactly the member's
 declared size (a header that lies about its rows is refused before any copy).
@@ -10,7 +12,6 @@ declared size (a header that lies about its rows is refused before any copy).
 
 from __future__ import annotations
 
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,54 +33,56 @@ from tricks.ingest.common import (
     stored_x_dtype,
 )
 from tricks.ingest.stored import MEMBERS, StagedDataset, npy_bytes
+from tricks.ingest.zipdir import DEFLATED, STORED, Entry, ZipDirectory, ZipError
 from tricks.spec import DatasetMeta
 from tricks.uploads import UploadError
 
-READ_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, NotImplementedError)
-METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+READ_ERRORS = (ZipError, OSError, ValueError, EOFError, zlib.error, NotImplementedError)
+METHODS = (STORED, DEFLATED)
+MAX_ENTRIES = 16  # x, y, x_val, y_val; a few more only to name the unexpected one
 
 
 @dataclass
 class Member:
     key: str
-    info: zipfile.ZipInfo
+    info: Entry
     shape: tuple[int, ...]
     dtype: np.dtype
 
 
-def _members(zf: zipfile.ZipFile, limit: int) -> dict[str, zipfile.ZipInfo]:
+def _members(zd: ZipDirectory, limit: int) -> dict[str, Entry]:
     allowed = {f"{m}.npy" for m in MEMBERS}
-    found: dict[str, zipfile.ZipInfo] = {}
-    for info in zf.infolist():
-        if info.filename not in allowed:
+    found: dict[str, Entry] = {}
+    for info in zd.entries():
+        if info.name not in allowed:
             raise UploadError(
-                f"unexpected member '{info.filename}' in the .npz; only x, y, x_val, y_val are allowed",
-                info.filename,
+                f"unexpected member '{info.name}' in the .npz; only x, y, x_val, y_val are allowed",
+                info.name,
             )
-        key = info.filename[: -len(".npy")]
+        key = info.name[: -len(".npy")]
         if key in found:  # a zip may repeat a name; reading "the last one" would be a guess
             raise UploadError(
-                f"the .npz holds '{info.filename}' more than once; each of x, y, x_val, "
+                f"the .npz holds '{info.name}' more than once; each of x, y, x_val, "
                 "y_val may appear at most once",
                 key,
             )
-        if info.compress_type not in METHODS or info.flag_bits & 0x1:
+        if info.method not in METHODS or info.flags & 0x1:
             raise UploadError(
-                f"'{key}' is encrypted or compressed with method {info.compress_type}; save "
+                f"'{key}' is encrypted or compressed with method {info.method}; save "
                 "with np.savez or np.savez_compressed",
                 key,
             )
         found[key] = info
-    total = sum(i.file_size for i in found.values())
+    total = sum(i.size for i in found.values())
     if total > limit:
         raise UploadError(
             f"the .npz inflates to {total} bytes, above the {limit} byte limit "
-            f"(compressed {sum(i.compress_size for i in found.values())} bytes)"
+            f"(compressed {sum(i.compressed for i in found.values())} bytes)"
         )
     return found
 
 
-def _header(f: IO[bytes], info: zipfile.ZipInfo, key: str) -> tuple[tuple[int, ...], np.dtype]:
+def _header(f: IO[bytes], info: Entry, key: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the .npy header, checked against the member's declared size."""
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
@@ -95,16 +98,16 @@ def _header(f: IO[bytes], info: zipfile.ZipInfo, key: str) -> tuple[tuple[int, .
         )
     header_len = f.tell()
     data = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if header_len + data != info.file_size:
+    if header_len + data != info.size:
         raise UploadError(
             f"'{key}' is truncated or corrupt: its header says shape {list(shape)} of {dtype} "
-            f"({data} bytes), but the member holds {info.file_size - header_len} bytes of data",
+            f"({data} bytes), but the member holds {info.size - header_len} bytes of data",
             key,
         )
     return tuple(int(s) for s in shape), dtype
 
 
-def _blocks(zf: zipfile.ZipFile, m: Member):
+def _blocks(zf: ZipDirectory, m: Member):
     """(first_row, rows) blocks of a member, read (never allocated) from the stream."""
     row_items = int(np.prod(m.shape[1:], dtype=np.int64)) if len(m.shape) > 1 else 1
     row_bytes = row_items * m.dtype.itemsize
@@ -133,7 +136,7 @@ def read_npz(
     path: Path, filename: str, dataset_id: str, st: StagedDataset, plan: Plan
 ) -> DatasetMeta:
     try:
-        zf = zipfile.ZipFile(path)
+        zf = ZipDirectory(path, max_entries=MAX_ENTRIES)
     except READ_ERRORS as e:
         raise UploadError(f"not a readable .npz (zip) archive: {e}") from None
     with zf:
@@ -182,7 +185,7 @@ def _check_shapes(members: dict[str, Member]) -> None:
 
 
 def _copy(
-    zf: zipfile.ZipFile,
+    zf: ZipDirectory,
     members: dict[str, Member],
     filename: str,
     dataset_id: str,
