@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 
 import torch
 from torch import nn
@@ -88,8 +89,9 @@ def setup_backend(device: torch.device) -> None:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-HEAP_MMAP_BYTES = 32 << 20  # host blocks below this come from the heap, not mmap
-HEAP_TRIM_BYTES = 256 << 20  # free memory the heap may keep at its top
+HEAP_MMAP_BYTES = 4 << 20  # host blocks below this come from the heap, not mmap
+HEAP_TRIM_BYTES = 32 << 20  # free memory the heap may keep at its top
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # glibc's own knobs
 
 
 @functools.cache
@@ -104,9 +106,14 @@ def keep_heap() -> bool:
     10 digits epochs with every trick on, none with them off). Blocks under
     HEAP_MMAP_BYTES now come from the heap, which keeps up to HEAP_TRIM_BYTES
     free, as PyTorch's CPU tuning guides do with jemalloc/tcmalloc or these
-    same glibc settings (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_). False
-    where there is no glibc (nothing changed).
+    same glibc settings. Both are small next to a worker's data: bigger blocks
+    (a CIFAR batch's floats) still go back to the kernel when freed, so the
+    worker's peak memory stays what the data needs. Left alone when the
+    environment sets glibc's own MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_,
+    and False where there is no glibc (nothing changed).
     """
+    if any(k in os.environ for k in MALLOC_ENV):
+        return False
     try:
         libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_BYTES) == 1
