@@ -60,7 +60,11 @@ def test_pool_child_sigkill_resumes_from_checkpoint_exactly(rel, reference):
         starts = [d for t, d in events(r, jid) if t == "start"]
         assert starts[1]["resumed_from_step"] > 0, starts
         print(f"pool child SIGKILL: attempt 2 running after {recovery:.2f}s")
-        assert recovery < LEASE_TTL_S + 2
+        # Celery re-delivers at once (reject_on_worker_lost) and the new child takes over
+        # from the dead holder (0.3 s); when that delivery lags, the reaper re-queues the job
+        # once its lease lapsed: lease + one reaper round (WORKER_TTL_S/3 = 1 s) + a start.
+        # Either way far below the broker's 25 h visibility timeout.
+        assert recovery < LEASE_TTL_S + 1 + 2
 
         # a late duplicate delivery of a finished job is a no-op
         app = Celery(broker=rel.redis.url, set_as_current=False)
