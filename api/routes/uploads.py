@@ -183,7 +183,7 @@ async def create_upload(
     _check_version(tus_resumable)
     length = parse_length(upload_length, upload_defer_length)
     meta = parse_metadata(upload_metadata)
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = _media_type(request)
     with_body = media == OFFSET_TYPE
     checksum = parse_checksum(upload_checksum) if with_body else None
     limits = principal.limits
@@ -327,7 +327,7 @@ async def append_upload(
     stream, so it is not declared as a schema here)."""
     _check_version(tus_resumable)
     # Content-Type and -Length are read, not declared: a fuzzer must not forge the framing
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media = _media_type(request)
     if media != OFFSET_TYPE:
         raise tus_error(
             415,
@@ -359,3 +359,8 @@ async def append_upload(
         return await append(request, uploads, up, token, offset, checksum, length, space)
     finally:
         await run_in_threadpool(uploads.unlock, upload_id, token)
+
+
+def _media_type(request: Request) -> str:
+    """The body's media type, lower case, without parameters ('' when there is none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -65,18 +65,20 @@ class _Plan:
 
     def __init__(self) -> None:
         self.seed, self.pos, self.end = 0, 0, 0
-        self.block, self.shape = -1, torch.Size()  # the block whose masks `rows` holds
+        self.block, self.shape, self.k = -1, torch.Size(), 1  # the block `rows` holds
         self.rows: tuple[torch.Tensor, ...] = ()
 
     def take(self, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
         """The mask of planned forward `pos`: row pos − q·k of block q's draw."""
-        k = max(1, AHEAD_ELEMS // max(1, math.prod(shape)))  # forwards per block
-        q, i = divmod(self.pos, k)
-        if q != self.block or shape != self.shape:
-            n = min(k, self.end - q * k)
+        if shape != self.shape:  # k, the forwards per block, follows from the mask's size
+            self.shape, self.block = shape, -1
+            self.k = max(1, AHEAD_ELEMS // max(1, math.prod(shape)))
+        q, i = divmod(self.pos, self.k)
+        if q != self.block:
+            n = min(self.k, self.end - q * self.k)
             mask = keep_mask((n, *shape), p, device, stream_seed(self.seed, q))
             self.rows = mask.unbind(0)  # views: no select per step
-            self.block, self.shape = q, shape
+            self.block = q
         self.pos += 1
         return self.rows[i]
 
