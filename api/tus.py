@@ -1,7 +1,9 @@
 """Resumable uploads (tus 1.0.0): records in Redis, files on disk, and what POST /datasets takes.
 
 An upload is a hash P:upload:{id} (tenant, length, offset, metadata, filename, created_at,
-expires_at; no length while it is deferred, tus creation-defer-length) listed in the tenant's set P:t:{tenant}:uploads and in the expiry index P:uploads,
+expires_at; no length while it is deferred, tus creation-defer-length; reserve_to while a PATCH
+of a deferred one holds quota, api/tus_quota.py) listed in the tenant's set P:t:{tenant}:uploads
+and in the expiry index P:uploads,
 plus a file settings.artifact_dir/uploads/{id} that grows as PATCHes land. A writer appends
 and then records the new offset, so the record is never ahead of the disk; while no PATCH
 holds the upload's lock the file's size is the truth (a writer that died between the two
@@ -142,11 +144,38 @@ class Uploads:
         return self.root / upload_id
 
     # ------------------------------------------------------------ records
-    def create(self, tenant: str, length: int | None, metadata: str, filename: str) -> Upload:
+    def create(
+        self,
+        tenant: str,
+        length: int | None,
+        metadata: str,
+        filename: str,
+        expires_in: float | None = None,
+    ) -> Upload:
         """An empty file, then the record: a crash in between leaves only an orphan file,
-        which sweep_expired removes."""
+        which sweep_expired removes. (One with a length is made by api/tus_create.py, whose
+        quota script writes the record.)"""
+        up, fields = self.prepare(tenant, length, metadata, filename, expires_in)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.upload(up.id), mapping=fields)  # type: ignore[arg-type]
+            pipe.sadd(self.keys.uploads(tenant), up.id)
+            pipe.zadd(self.keys.uploads_expiry, {up.id: up.expires_at})
+            pipe.execute()
+        return up
+
+    def prepare(
+        self,
+        tenant: str,
+        length: int | None,
+        metadata: str,
+        filename: str,
+        expires_in: float | None = None,
+    ) -> tuple[Upload, dict[str, object]]:
+        """A new upload's empty file, and the fields of the record still to be written;
+        it expires after the expiry period, or `expires_in` seconds (see renew)."""
         now = time.time()
-        up = Upload(new_id("u"), tenant, length, 0, metadata, filename, now, now + self.expiry_s)
+        until = now + (self.expiry_s if expires_in is None else expires_in)
+        up = Upload(new_id("u"), tenant, length, 0, metadata, filename, now, until)
         self.root.mkdir(parents=True, exist_ok=True)
         self.path(up.id).open("xb").close()
         fields: dict[str, object] = {
@@ -159,12 +188,7 @@ class Uploads:
         }
         if length is not None:
             fields["length"] = length
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.upload(up.id), mapping=fields)  # type: ignore[arg-type]
-            pipe.sadd(self.keys.uploads(tenant), up.id)
-            pipe.zadd(self.keys.uploads_expiry, {up.id: up.expires_at})
-            pipe.execute()
-        return up
+        return up, fields
 
     def get(self, tenant: str, upload_id: str) -> Upload | None:
         """The tenant's upload, or None (unknown, another tenant's, or expired: removed now).
@@ -208,22 +232,35 @@ class Uploads:
             pipe.execute()
         self.path(upload_id).unlink(missing_ok=True)
 
-    def set_length(self, up: Upload, length: int) -> None:
-        """A deferred upload's length, once a PATCH declares it (the caller holds the lock)."""
-        self.r.hset(self.keys.upload(up.id), "length", length)
-        up.length = length
+    def renew(self, up: Upload, token: str) -> None:
+        """The upload expires a full expiry period from now (a creation-with-upload POST's
+        upload, made to expire soon in case the process dies before its 201), if the lock is
+        still `token`'s (so the record still exists); LockLost otherwise."""
+        key = self.keys.upload_lock(up.id)
+        until = time.time() + self.expiry_s
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.get(key) != token:
+                    raise LockLost(up.id)
+                pipe.multi()
+                pipe.hset(self.keys.upload(up.id), "expires_at", until)
+                pipe.zadd(self.keys.uploads_expiry, {up.id: until})
+                pipe.execute()
+            except redis.WatchError:
+                raise LockLost(up.id) from None
+        up.expires_at = until
 
-    def reserved_bytes(self, tenant: str) -> int:
-        """Upload-Length summed over the tenant's uploads (expired ones are removed first);
-        a deferred upload counts the bytes it has so far."""
-        total = 0
+    def live_ids(self, tenant: str) -> list[str]:
+        """The tenant's upload ids, after removing the expired ones and repairing each idle
+        one's offset to its file (what the quota script then counts, api/tus_quota.py)."""
+        ids = []
         for uid in self.r.smembers(self.keys.uploads(tenant)):
-            up = self.get(tenant, str(uid))
-            if up is None:
+            if self.get(tenant, str(uid)) is None:
                 self.r.srem(self.keys.uploads(tenant), uid)
             else:
-                total += up.offset if up.length is None else up.length
-        return total
+                ids.append(str(uid))
+        return ids
 
     # ------------------------------------------------------------- writers
     def lock(self, upload_id: str) -> str | None:
@@ -232,6 +269,7 @@ class Uploads:
         return token if ok else None
 
     def unlock(self, upload_id: str, token: str) -> None:
+        """Release the lock and, with it, the quota its PATCH was granted (reserve_to)."""
         key = self.keys.upload_lock(upload_id)
         with self.r.pipeline(transaction=True) as pipe:
             try:
@@ -239,6 +277,7 @@ class Uploads:
                 if pipe.get(key) == token:
                     pipe.multi()
                     pipe.delete(key)
+                    pipe.hdel(self.keys.upload(upload_id), "reserve_to")
                     pipe.execute()
             except redis.WatchError:
                 pass  # someone else's lock by now: leave it

@@ -1,9 +1,10 @@
 """What POST /uploads and a PATCH that declares a length check: the tus creation,
 creation-with-upload and creation-defer-length extensions.
 
-- The length: Upload-Length, or Upload-Defer-Length: 1 (the length comes with a later PATCH,
-  once; until then the upload counts its bytes on disk against the quota, and each PATCH may
-  add only what the upload limit and the quota leave: `room`).
+- The length: Upload-Length, reserved against the quota as the record is written, or
+  Upload-Defer-Length: 1 (the length comes with a later PATCH, once; until then the upload
+  counts its bytes on disk against the quota, and each PATCH reserves what it may add, which
+  the upload limit and the quota bound: `room`). The reservations are api/tus_quota.py's.
 - creation-with-upload: a POST whose body is application/offset+octet-stream stores it as the
   first chunk through the PATCH's own path (api/tus_patch.store_body: same limits, lock and
   checksum). The client learns the upload's Location only from the 201, so a first chunk
@@ -19,8 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.errors import ApiError
-from api.tus import Upload, Uploads, tus_error
+from api.tus import LOCK_TTL_S, LockLost, Upload, Uploads, tus_error
 from api.tus_patch import Room, store_body
+from api.tus_quota import quota_exceeded, reserve, stored_bytes
+
+# How long a creation-with-upload POST's upload lives before its first chunk is in: the lock
+# that chunk's writer takes (and renews) keeps it while the body streams.
+PENDING_EXPIRY_S = LOCK_TTL_S
 
 
 def _bad(name: str, why: str) -> ApiError:
@@ -60,58 +66,63 @@ def check_size(length: int, most: int) -> None:
         )
 
 
-def _used(store: Any, settings: Any, uploads: Uploads, tenant: str) -> tuple[int, int]:
-    """(bytes of stored datasets, bytes the tenant's uploads reserve)."""
-    from api.routes.datasets import repo_of  # datasets imports api.tus: import here
+def create(
+    store: Any, settings: Any, uploads: Uploads, tenant: str, length: int | None,
+    metadata: str, filename: str, limits: Any, *, with_body: bool = False,
+) -> Upload:  # fmt: skip
+    """A new upload. One with a length reserves it at once, in the script that writes its
+    record (api/tus_quota.py): 413 when stored datasets + the tenant's other uploads + this
+    one pass max_dataset_bytes_total, and the file made for it goes again. A deferred one
+    holds nothing yet (its PATCHes reserve as they come).
 
-    return repo_of(store, settings).stored_total(tenant), uploads.reserved_bytes(tenant)
-
-
-def check_room(
-    store: Any, settings: Any, uploads: Uploads, tenant: str, length: int, most: int,
-    already: int = 0,
-) -> None:  # fmt: skip
-    """413 when stored datasets + the tenant's other uploads + this one pass
-    max_dataset_bytes_total (the bytes counted as api.quotas counts a dataset's). `already`:
-    what this upload counts in the reserved bytes now (a deferred one: its offset)."""
-    stored, reserved = _used(store, settings, uploads, tenant)
-    reserved -= already
-    if stored + reserved + length > most:
-        raise tus_error(
-            413,
-            "quota_exceeded",
-            f"your datasets use {stored} bytes and your unfinished uploads reserve {reserved}; "
-            f"this {length} byte upload would pass the {most} byte limit "
-            "(max_dataset_bytes_total); delete a dataset or an upload (DELETE /uploads/{id}) "
-            "first",
-            {
-                "limit": "max_dataset_bytes_total",
-                "used": stored,
-                "reserved": reserved,
-                "max_dataset_bytes_total": most,
-            },
-        )
+    One whose first chunk comes with the POST expires after PENDING_EXPIRY_S until
+    first_chunk renews it: if the process dies before the 201, no one knows its Location
+    to delete it, and its reservation must not outlive the lock of that first chunk."""
+    expires_in = PENDING_EXPIRY_S if with_body else None
+    if length is None:
+        return uploads.create(tenant, None, metadata, filename, expires_in)
+    check_size(length, limits.max_upload_bytes)
+    most = limits.max_dataset_bytes_total
+    stored = stored_bytes(store, settings, tenant)
+    up, fields = uploads.prepare(tenant, length, metadata, filename, expires_in)
+    try:
+        got = reserve(uploads, tenant, "create", up.id, length, most - stored, fields=fields)
+    except BaseException:
+        uploads.path(up.id).unlink(missing_ok=True)
+        raise
+    if not got.ok:
+        uploads.path(up.id).unlink(missing_ok=True)
+        raise quota_exceeded(stored, got.held, length, most)
+    return up
 
 
-def room(store: Any, settings: Any, uploads: Uploads, up: Upload, limits: Any) -> Room | None:
-    """For an upload whose length is deferred: how many bytes a PATCH may add, and which
-    limit says so (None once the length is known: Upload-Length bounds the body)."""
+def room(
+    store: Any, settings: Any, uploads: Uploads, up: Upload, limits: Any, token: str,
+    content_length: str | None,
+) -> Room | None:  # fmt: skip
+    """For an upload whose length is deferred: reserve what the PATCH (holding the lock
+    `token`) may add, and say which limit sets it (None once the length is known:
+    Upload-Length bounds the body). The grant is all the room the upload limit and the quota
+    leave, or only the Content-Length when that is less; unlock() returns it."""
     if up.length is not None:
         return None
-    stored, reserved = _used(store, settings, uploads, up.tenant)  # counts up.offset
-    by_size = limits.max_upload_bytes - up.offset
-    by_quota = limits.max_dataset_bytes_total - stored - reserved
-    if by_size <= by_quota:
-        return max(by_size, 0), "max_upload_bytes"
-    return max(by_quota, 0), "max_dataset_bytes_total"
+    by_size = max(limits.max_upload_bytes - up.offset, 0)
+    want = by_size
+    if content_length and content_length.isdigit():
+        want = min(want, int(content_length))
+    left = limits.max_dataset_bytes_total - stored_bytes(store, settings, up.tenant)
+    got = reserve(uploads, up.tenant, "grant", up.id, want, left, token=token)
+    return got.granted, "max_upload_bytes" if by_size <= got.room else "max_dataset_bytes_total"
 
 
 def declare_length(
-    store: Any, settings: Any, uploads: Uploads, up: Upload, raw: str | None, limits: Any
-) -> None:
+    store: Any, settings: Any, uploads: Uploads, up: Upload, raw: str | None, limits: Any,
+    token: str,
+) -> None:  # fmt: skip
     """A PATCH's Upload-Length: sets a deferred upload's length (once); for one whose length
     is known it must repeat it. 400 when it changes or is below the bytes stored, 413 above
-    max_upload_bytes or the quota. The caller holds the upload's lock."""
+    max_upload_bytes or the quota (checked and reserved in one script, api/tus_quota.py). The
+    caller holds the upload's lock, `token`."""
     if raw is None:
         return
     length = int_header("Upload-Length", raw)
@@ -124,9 +135,12 @@ def declare_length(
         raise _bad("Upload-Length", f"is {length}, below the {up.offset} bytes upload {up.id} "
                    "already has")  # fmt: skip
     check_size(length, limits.max_upload_bytes)
-    check_room(store, settings, uploads, up.tenant, length, limits.max_dataset_bytes_total,
-               already=up.offset)  # fmt: skip
-    uploads.set_length(up, length)
+    most = limits.max_dataset_bytes_total
+    stored = stored_bytes(store, settings, up.tenant)
+    got = reserve(uploads, up.tenant, "length", up.id, length, most - stored, token=token)
+    if not got.ok:
+        raise quota_exceeded(stored, got.held, length, most)
+    up.length = length
 
 
 async def first_chunk(
@@ -144,12 +158,20 @@ async def first_chunk(
     assert token is not None  # made a moment ago: no one else knows its id
     gone = True
     try:
-        space = await run_in_threadpool(room, store, settings, uploads, up, limits)
         length = request.headers.get("content-length")
+        space = await run_in_threadpool(room, store, settings, uploads, up, limits, token, length)
         done = await store_body(request, uploads, up, token, 0, checksum, length, space)
         if isinstance(done, Response):
             return done
-        gone = done.cut  # no one heard the 201: the Location is known to no one
+        if not done.cut:  # cut: no one heard the 201, the Location is known to no one
+            try:
+                await run_in_threadpool(uploads.renew, up, token)
+            except LockLost:
+                raise tus_error(
+                    409, "upload_lock_lost",
+                    f"upload {up.id} was deleted while its first chunk was written",
+                ) from None  # fmt: skip
+            gone = False
         return done.offset
     finally:
         await run_in_threadpool(uploads.unlock, up.id, token)

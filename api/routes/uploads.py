@@ -32,15 +32,7 @@ from api.tus import (
     parse_metadata,
     tus_error,
 )
-from api.tus_create import (
-    check_room,
-    check_size,
-    declare_length,
-    first_chunk,
-    int_header,
-    parse_length,
-    room,
-)
+from api.tus_create import create, declare_length, first_chunk, int_header, parse_length, room
 from api.tus_patch import OFFSET_TYPE, append, parse_checksum
 from tricklab.server.records import iso
 
@@ -189,13 +181,10 @@ async def create_upload(
     limits = principal.limits
     uploads = _uploads(store, settings)
 
-    def make() -> Upload:
-        if length is not None:
-            check_size(length, limits.max_upload_bytes)
-            check_room(store, settings, uploads, tenant, length, limits.max_dataset_bytes_total)
-        return uploads.create(tenant, length, upload_metadata or "", filename_of(meta))
-
-    up = await run_in_threadpool(make)
+    up = await run_in_threadpool(
+        create, store, settings, uploads, tenant, length, upload_metadata or "",
+        filename_of(meta), limits, with_body=with_body,
+    )  # fmt: skip
     offset = 0
     if with_body:
         done = await first_chunk(request, store, settings, uploads, up, checksum, limits)
@@ -350,12 +339,13 @@ async def append_upload(
     try:
         up = _get(uploads, tenant, upload_id)  # fresh, under the lock
         await run_in_threadpool(uploads.settle, up)
+        limits = principal.limits
         if up.offset == offset:  # a stale offset is a 409 whatever else the PATCH carries
             await run_in_threadpool(
-                declare_length, store, settings, uploads, up, upload_length, principal.limits
+                declare_length, store, settings, uploads, up, upload_length, limits, token
             )
-        space = await run_in_threadpool(room, store, settings, uploads, up, principal.limits)
         length = request.headers.get("content-length")
+        space = await run_in_threadpool(room, store, settings, uploads, up, limits, token, length)
         return await append(request, uploads, up, token, offset, checksum, length, space)
     finally:
         await run_in_threadpool(uploads.unlock, upload_id, token)

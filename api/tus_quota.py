@@ -1,0 +1,115 @@
+"""The storage quota (max_dataset_bytes_total) of a tenant's tus uploads, reserved atomically.
+
+What an upload holds is written in its own record, so that nothing is counted twice and nothing
+outlives the upload:
+- an Upload-Length, from the POST (or the PATCH that declares it) until the upload is removed:
+  deleted, expired, or turned into a dataset (whose stored bytes count from then on);
+- while the length is deferred, the bytes in its file, and while a PATCH holds its lock the
+  offset that PATCH was granted (`reserve_to`): released when the PATCH ends, and lapsing with
+  the lock's TTL (api/tus.LOCK_TTL_S) when the API process died mid-PATCH.
+
+Checking a request against the sum and writing its reservation is one Lua script
+(lua/upload_reserve.lua), so two requests of one tenant, in one API process or several,
+cannot both pass on the same free bytes (a check then a write could). The script gets the
+tenant's upload ids as read here and answers `retry` when the set changed meanwhile. The
+stored datasets' bytes are read just before: a dataset made from an upload counts while its
+upload is still held, so that window counts twice rather than not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from api.errors import ApiError
+from api.tus import Uploads, tus_error
+from tricklab.server import scripts
+
+# Re-reads of the uploads set before giving up: each retry means another request of the
+# tenant changed it in the instant between the read and the script.
+RETRIES = 50
+
+
+@dataclass
+class Reserved:
+    ok: bool  # False: the bytes asked for do not fit (create, length); nothing was written
+    held: int  # bytes the tenant's other uploads hold
+    room: int = 0  # what the quota leaves this upload (a deferred one: past its offset)
+    granted: int = 0  # what this request may store ('grant'), or the bytes reserved
+
+
+def stored_bytes(store: Any, settings: Any, tenant: str) -> int:
+    """Bytes the tenant's stored datasets take (api.quotas counts a dataset's the same way)."""
+    from api.routes.datasets import repo_of  # datasets imports api.tus: import here
+
+    return repo_of(store, settings).stored_total(tenant)
+
+
+def reserve(
+    uploads: Uploads,
+    tenant: str,
+    mode: str,
+    upload_id: str,
+    nbytes: int,
+    left: int,
+    *,
+    token: str = "",
+    fields: dict[str, object] | None = None,
+) -> Reserved:
+    """Run lua/upload_reserve.lua (`mode` create | length | grant; `left`: the quota less the
+    stored datasets' bytes) and say what it reserved. 409 when the upload was deleted or its
+    lock lost meanwhile (length, grant)."""
+    script = scripts.register(uploads.r, "upload_reserve")
+    keys = uploads.keys
+    pairs = [str(x) for kv in (fields or {}).items() for x in kv]
+    for _ in range(RETRIES):
+        ids = uploads.live_ids(tenant)
+        args: list[Any] = [mode, upload_id, token, left, nbytes, time.time(), len(ids), *ids]
+        per_id = [k for i in ids for k in (keys.upload(i), keys.upload_lock(i))]
+        got = script(
+            keys=[keys.uploads(tenant), keys.uploads_expiry, keys.upload(upload_id),
+                  keys.upload_lock(upload_id), *per_id],
+            args=[*args, *pairs],
+        )  # fmt: skip
+        outcome = _s(got[0])
+        if outcome == "retry":
+            continue
+        if outcome == "lost":
+            raise tus_error(
+                409,
+                "upload_lock_lost",
+                f"upload {upload_id} was deleted or taken over by another PATCH meanwhile; "
+                "HEAD it for the offset",
+            )
+        if outcome == "over":
+            return Reserved(False, int(got[1]))
+        return Reserved(True, int(got[1]), int(got[2]), int(got[3]))
+    raise tus_error(
+        503,
+        "uploads_busy",
+        f"your uploads changed {RETRIES} times while this request counted them; retry",
+        Retry_After="1",
+    )
+
+
+def quota_exceeded(stored: int, held: int, length: int, most: int) -> ApiError:
+    """413 naming max_dataset_bytes_total, with what is used and reserved."""
+    return tus_error(
+        413,
+        "quota_exceeded",
+        f"your datasets use {stored} bytes and your unfinished uploads reserve {held}; "
+        f"this {length} byte upload would pass the {most} byte limit "
+        "(max_dataset_bytes_total); delete a dataset or an upload (DELETE /uploads/{id}) "
+        "first",
+        {
+            "limit": "max_dataset_bytes_total",
+            "used": stored,
+            "reserved": held,
+            "max_dataset_bytes_total": most,
+        },
+    )
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
