@@ -1,8 +1,10 @@
 """Per-tenant limits, checked before anything is stored or queued; each refusal names its limit.
 
-The limits come from settings, overridden per API key (api/auth.Limits). The checks are
-read-then-write, so two requests racing at the very edge of a limit may both pass: the
-limits protect the service from runaway use, they are not billing-exact.
+The limits come from settings, overridden per API key (api/auth.Limits). The checks here
+are read-then-write, so two requests racing at the very edge of a limit may both pass: the
+limits protect the service from runaway use, they are not billing-exact. Two exceptions
+are atomic: max_active_jobs (Store.create_job's script) and the storage that tus uploads
+reserve (api/tus_quota.py, one script per check).
 """
 
 from __future__ import annotations
