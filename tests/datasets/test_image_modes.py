@@ -1,7 +1,7 @@
 """EXIF orientation and 16-bit PNGs in image archives, over HTTP.
 
-Oracles are made independently of the ingest code: np.rot90 of the source pixels for
-the EXIF cases, hand-written values (0x1234 -> 0x12 ...) for the 16-bit ones. The PNGs
+Oracles are made independently of the ingest code: numpy flips, rotations and transposes
+of the source pixels for the EXIF cases (the specification's table, every orientation), hand-written values (0x1234 -> 0x12 ...) for the 16-bit ones. The PNGs
 with 16-bit samples are written byte by byte here (Pillow cannot write 16-bit RGB).
 """
 
@@ -67,6 +67,66 @@ def test_exif_orientation_is_applied(ds_api, client):
                 assert np.abs(got - wrong).mean() > 30
             else:  # PNG: exact
                 assert diff.max() == 0, (cls, i)
+
+
+# What each EXIF Orientation asks of the stored (H, W, C) pixels to show them upright, from
+# the EXIF 2.32 specification's table (the row-0 / column-0 positions), written with numpy.
+UPRIGHT = {
+    1: lambda a: a,
+    2: np.fliplr,  # mirror horizontal
+    3: lambda a: np.rot90(a, 2),  # rotate 180
+    4: np.flipud,  # mirror vertical
+    5: lambda a: a.transpose(1, 0, 2),  # transpose: the main diagonal
+    6: lambda a: np.rot90(a, -1),  # rotate 90 clockwise
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),  # transverse: the anti-diagonal
+    8: lambda a: np.rot90(a, 1),  # rotate 90 counter-clockwise (270 clockwise)
+}
+
+
+def test_the_orientation_oracle_agrees_with_the_specs_other_wording():
+    """5 and 7 are also "mirror horizontal, then rotate 270 / 90 clockwise": the two
+    formulations agree, and on a non-square, asymmetric image the eight differ."""
+    a = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(UPRIGHT[5](a), np.rot90(np.fliplr(a), 1))
+    np.testing.assert_array_equal(UPRIGHT[7](a), np.rot90(np.fliplr(a), -1))
+    assert UPRIGHT[7](a)[0, 0].tolist() == a[-1, -1].tolist()  # the far corner comes first
+    outs = [UPRIGHT[o](a).tobytes() + bytes(UPRIGHT[o](a).shape) for o in range(1, 9)]
+    assert len(set(outs)) == 8
+
+
+def test_every_exif_orientation_is_applied(ds_api, client):
+    """Orientations 2, 3, 4, 5, 7 (6 and 8 above), as PNG (exact) and JPEG (within its
+    tolerance, and nearer the oracle than any other of the eight). Upright, every image is
+    16 high x 24 wide, so 5 and 7 are stored 24 x 16; the pixels are asymmetric, so a wrong
+    flip, rotation or diagonal shows."""
+    rng = np.random.default_rng(7)
+    src, members = {}, {}
+    for o in (2, 3, 4, 5, 7):
+        h, w = (24, 16) if o in (5, 7) else (16, 24)
+        for i in range(3):
+            src["png", o, i] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            members[f"png{o}/{i}.png"] = tagged(src["png", o, i], o, "PNG")
+            src["jpg", o, i] = blocks(h, w, seed=100 * o + i)
+            members[f"jpg{o}/{i}.jpg"] = tagged(src["jpg", o, i], o, "JPEG")
+    ds = created(upload(client, "orient.zip", zip_of(members)))
+    assert ds["input_shape"] == [3, 16, 24], ds
+    a = stored_arrays(ds_api, ds["id"])
+    seen: dict[str, int] = {}
+    for img, label in zip(a["x"], a["y"], strict=True):
+        cls = ds["classes"][int(label)]  # "png2", "jpg7", ...
+        fmt, o = cls[:3], int(cls[3:])
+        i = seen[cls] = seen.get(cls, -1) + 1  # archive order within a class
+        got, stored = img.transpose(1, 2, 0).astype(np.int16), src[fmt, o, i]
+        want = UPRIGHT[o](stored).astype(np.int16)
+        if fmt == "png":
+            np.testing.assert_array_equal(got, want, err_msg=f"orientation {o}, image {i}")
+            continue
+        assert np.abs(got - want).mean() < 3, (o, i, np.abs(got - want).mean())
+        for other in range(1, 9):
+            wrong = UPRIGHT[other](stored)
+            if other != o and wrong.shape == got.shape:
+                assert np.abs(got - wrong.astype(np.int16)).mean() > 30, (o, other, i)
+    assert seen == {f"{f}{o}": 2 for f in ("png", "jpg") for o in (2, 3, 4, 5, 7)}
 
 
 def test_exif_rotation_happens_before_the_size_check(ds_api, client):
