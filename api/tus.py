@@ -251,17 +251,6 @@ class Uploads:
                 raise LockLost(up.id) from None
         up.expires_at = until
 
-    def live_ids(self, tenant: str) -> list[str]:
-        """The tenant's upload ids, after removing the expired ones and repairing each idle
-        one's offset to its file (what the quota script then counts, api/tus_quota.py)."""
-        ids = []
-        for uid in self.r.smembers(self.keys.uploads(tenant)):
-            if self.get(tenant, str(uid)) is None:
-                self.r.srem(self.keys.uploads(tenant), uid)
-            else:
-                ids.append(str(uid))
-        return ids
-
     # ------------------------------------------------------------- writers
     def lock(self, upload_id: str) -> str | None:
         token = secrets.token_hex(8)

@@ -46,6 +46,18 @@ def stored_bytes(store: Any, settings: Any, tenant: str) -> int:
     return repo_of(store, settings).stored_total(tenant)
 
 
+def live_ids(uploads: Uploads, tenant: str) -> list[str]:
+    """The tenant's upload ids, after removing the expired ones and repairing each idle one's
+    offset to its file (Uploads.get does both): what the script then counts."""
+    ids = []
+    for uid in uploads.r.smembers(uploads.keys.uploads(tenant)):
+        if uploads.get(tenant, str(uid)) is None:
+            uploads.r.srem(uploads.keys.uploads(tenant), uid)
+        else:
+            ids.append(str(uid))
+    return ids
+
+
 def reserve(
     uploads: Uploads,
     tenant: str,
@@ -64,7 +76,7 @@ def reserve(
     keys = uploads.keys
     pairs = [str(x) for kv in (fields or {}).items() for x in kv]
     for _ in range(RETRIES):
-        ids = uploads.live_ids(tenant)
+        ids = live_ids(uploads, tenant)
         args: list[Any] = [mode, upload_id, token, left, nbytes, time.time(), len(ids), *ids]
         per_id = [k for i in ids for k in (keys.upload(i), keys.upload_lock(i))]
         got = script(
