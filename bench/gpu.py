@@ -3,6 +3,7 @@
     .venv/bin/python bench/gpu.py                    # CUDA when there is one, else a CPU run
     .venv/bin/python bench/gpu.py --gpu 1 --compile  # pin GPU 1 (CUDA_VISIBLE_DEVICES)
     .venv/bin/python bench/gpu.py --device cpu --n 2048 --epochs 2 --width 16
+    .venv/bin/python bench/gpu.py --quick            # correctness on the device first (< 2 min)
 
 Workload: 50,000 × 3 × 32 × 32 uint8 synthetic images, 10 classes, each class a
 fixed random pattern blended into noise (a learnable signal), 10% held out; the
@@ -30,9 +31,19 @@ Runs alternate (service, plain, service, plain, …; --rounds). The rate of a ru
 is its training images per second after its first epoch (compilation, cuDNN's
 search and warm-up excluded; with one epoch, over the whole run); each
 variant's rate is the fastest of its runs (contention only adds time), and the
-median over rounds of the ratio within a round is printed too. MFU = rate × training FLOPs per image
-(the forward pass counted by torch.utils.flop_counter.FlopCounterMode, ×3 for
-forward + backward) / the GPU's dense bf16 peak. Prints figures; asserts nothing.
+median over rounds of the ratio within a round is printed too. MFU = the FLOPs of the measured
+window (training images × 3 × the forward FLOPs of one image, for forward +
+backward, plus its validation images × 1: the window holds the per-epoch
+evaluations too; forward FLOPs counted by torch.utils.flop_counter.FlopCounterMode)
+/ (its seconds × the GPU's dense bf16 peak: PEAK_BF16, or --peak-tflops). Prints
+figures; asserts nothing.
+
+--quick checks correctness instead, at a small size (bench/gpu_quick.py: no host
+sync inside steps, the GPU setup, service = plain loop, uint8 = float32, exact
+resume) and exits 1 if a check fails: the first thing to run on a new GPU.
+
+--gpu N pins the N-th GPU this process may use: physical GPU N, or the N-th
+entry of an inherited CUDA_VISIBLE_DEVICES (a scheduler's or container's list).
 """
 
 from __future__ import annotations
@@ -49,26 +60,68 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}  # dense TFLOP/s
+# dense bf16 tensor-core TFLOP/s (NVIDIA's datasheets halve the "with sparsity" figures),
+# matched against torch.cuda.get_device_name in this order: the more specific name first
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H200 NVL", 835e12),
+    ("H100", 989e12),  # SXM ("NVIDIA H100 80GB HBM3"); GH200's GPU too
+    ("H200", 989e12),  # SXM ("NVIDIA H200")
+    ("A100", 312e12),  # SXM and PCIe alike
+    ("L4", 121e12),
+)
 LOG_EVERY, EVAL_BATCH = 10, 1024
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--gpu", type=int, default=None, help="pin this GPU (CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--n", type=int, default=None, help="images (default 50,000; CPU 2,048)")
-    p.add_argument("--epochs", type=int, default=None, help="per run (default 5; CPU 2)")
-    p.add_argument("--width", type=int, default=None, help="airbench base width (64; CPU 16)")
-    p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=2, help="runs of each variant, interleaved")
+    p.add_argument("--n", type=positive, default=None, help="images (default 50,000; CPU 2,048)")
+    p.add_argument("--epochs", type=positive, default=None, help="per run (default 5; CPU 2)")
+    p.add_argument("--width", type=positive, default=None, help="airbench base width (64; CPU 16)")
+    p.add_argument("--batch", type=positive, default=None, help="default 512 (--quick CPU: 64)")
+    p.add_argument("--rounds", type=positive, default=2, help="runs of each variant, interleaved")
     p.add_argument("--compile", action="store_true", help="training.compile / torch.compile")
-    return p.parse_args()
+    p.add_argument("--quick", action="store_true", help="correctness checks instead (< 2 min)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU")
+    args = p.parse_args()
+    if args.gpu is not None:
+        try:
+            args.visible = pinned_gpu(args.gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        except ValueError as e:
+            p.error(str(e))
+    return args
+
+
+def pinned_gpu(n: int, inherited: str | None) -> str:
+    """The CUDA_VISIBLE_DEVICES entry of --gpu n: n itself, or the n-th inherited entry."""
+    if n < 0:
+        raise ValueError(f"--gpu: a GPU index is at least 0, got {n}")
+    if inherited is None:
+        return str(n)
+    entries = [e.strip() for e in inherited.split(",") if e.strip()]
+    if n >= len(entries):
+        raise ValueError(
+            f"--gpu {n}: this process may use {len(entries)} GPU(s) "
+            f"(CUDA_VISIBLE_DEVICES={inherited}); pick 0..{len(entries) - 1}"
+        )
+    return entries[n]
 
 
 ARGS = parse()
 if ARGS.gpu is not None:  # before torch is imported: CUDA reads it once, at initialisation
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(ARGS.gpu)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ARGS.visible
+if ARGS.quick:  # cuBLAS reproducible run to run (read when CUDA starts): resume is compared
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -85,15 +138,16 @@ from tricks.spec import JobSpec, steps_per_epoch  # noqa: E402
 from tricks.train import train  # noqa: E402
 
 
-def make_images(root: Path, n: int, seed: int = 0) -> None:
-    """The stored layout (x.npy uint8, y.npy uint8) of n synthetic CIFAR-shaped images."""
+def make_images(root: Path, n: int, seed: int = 0, size: int = 32) -> None:
+    """The stored layout (x.npy uint8, y.npy uint8) of n synthetic CIFAR-shaped images
+    (3 × size × size: 32 as CIFAR; --quick uses smaller ones on the CPU)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 10, n).astype(np.uint8)
-    patterns = rng.integers(0, 256, (10, 3, 32, 32)).astype(np.uint16)
-    x = np.empty((n, 3, 32, 32), np.uint8)
+    patterns = rng.integers(0, 256, (10, 3, size, size)).astype(np.uint16)
+    x = np.empty((n, 3, size, size), np.uint8)
     for lo in range(0, n, 4096):  # bounded temporaries
         hi = min(n, lo + 4096)
-        noise = rng.integers(0, 256, (hi - lo, 3, 32, 32), dtype=np.uint16)
+        noise = rng.integers(0, 256, (hi - lo, 3, size, size), dtype=np.uint16)
         x[lo:hi] = ((noise + patterns[y[lo:hi]]) // 2).astype(np.uint8)
     (root / "bench").mkdir(parents=True, exist_ok=True)
     np.save(root / "bench" / "x.npy", x)
@@ -144,8 +198,12 @@ def service(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float
     return t0, (clock.first_epoch_end or t0), {"end": end, **r.metrics}
 
 
-def plain(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, dict]:
-    """The hand-written loop: see the module docstring."""
+def plain(
+    spec: JobSpec, ds: Dataset, dev: torch.device, *, exact: bool = False
+) -> tuple[float, float, dict]:
+    """The hand-written loop: see the module docstring. `exact` (--quick): standardize in
+    float64 and round once, as the service does, so both see the same inputs bit for bit;
+    the result then also carries the logged losses and lrs and the final weights."""
     tr = spec.training
     t0 = time.perf_counter()
     torch.backends.cudnn.benchmark = dev.type == "cuda"
@@ -153,8 +211,11 @@ def plain(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, 
     assert ds.train.std is not None
     X, idx_tr, idx_va = ds.train.src.to(dev), ds.train.index.to(dev), ds.val.index.to(dev)
     y_tr, y_va = ds.y_train.to(dev), ds.y_val.to(dev)  # by position in the split
-    mean, std = ds.train.mean.float().to(dev), ds.train.std.float().to(dev)
-    n, bs = len(idx_tr), tr.batch_size
+    stats = (
+        (ds.train.mean, ds.train.std) if exact else (ds.train.mean.float(), ds.train.std.float())
+    )
+    mean, std = (t.to(dev) for t in stats)
+    n, bs = len(idx_tr), min(tr.batch_size, len(idx_tr))
     spe = steps_per_epoch(n, bs)
     lrs = lr_curve(
         lr0=spec.optimizer.lr, schedule=spec.schedule, steps_per_epoch=spe, epochs=tr.epochs
@@ -168,9 +229,13 @@ def plain(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, 
     gen = torch.Generator(device=dev).manual_seed(tr.seed)
 
     def inputs(rows: torch.Tensor) -> torch.Tensor:
+        if exact:
+            return ((X[rows].double() - mean) / std).float().contiguous(memory_format=fmt)
         return ((X[rows].float() - mean) / std).contiguous(memory_format=fmt)
 
     first, step, loss_sum = t0, 0, torch.zeros((), device=dev)
+    logged: dict[str, list] = {"step": [], "train_loss": [], "lr": []}
+    since = 0  # steps in the current log interval
     for epoch in range(tr.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen, device=dev)
@@ -185,10 +250,15 @@ def plain(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, 
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
-            step += 1
-            if step % LOG_EVERY == 0 or b == spe - 1:
-                loss_sum.item()  # note: the one sync of a log interval
+            step, since = step + 1, since + 1
+            if step % tr.log_every == 0 or b == spe - 1:
+                total = loss_sum.item()  # note: the one sync of a log interval
                 loss_sum.zero_()
+                if exact:
+                    logged["step"].append(step - 1)
+                    logged["train_loss"].append(total / since)
+                    logged["lr"].append(opt.param_groups[0]["lr"])
+                since = 0
         model.eval()
         with torch.no_grad(), amp:
             hits = torch.zeros((), device=dev)
@@ -198,42 +268,62 @@ def plain(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, 
             val_acc = hits.item() / len(idx_va)
         if epoch == 0:
             first = time.perf_counter()
-    return t0, first, {"end": time.perf_counter(), "val_acc": val_acc}
+    out = {"end": time.perf_counter(), "val_acc": val_acc}
+    if exact:  # after the clock stopped
+        out["logged"] = logged
+        out["model_state"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return t0, first, out
 
 
-def train_flops_per_image(spec: JobSpec, ds: Dataset) -> float:
-    """3 × the forward FLOPs of one image (FlopCounterMode, on the CPU, in fp32)."""
+def forward_flops_per_image(spec: JobSpec, ds: Dataset) -> float:
+    """The forward FLOPs of one image (FlopCounterMode, on the CPU, in fp32)."""
     model = build_model(spec.model, ds.input_shape, ds.num_classes, 0.0).eval()
     x = torch.zeros((4, *ds.input_shape))
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(x)
-    return 3 * fc.get_total_flops() / 4
+    return fc.get_total_flops() / 4
+
+
+def window_flops_per_image(fwd: float, per_epoch: int, n_val: int) -> float:
+    """FLOPs of the measured window per training image: 3 × forward (forward + backward)
+    for it, plus its share of the epoch's evaluation (n_val forwards per epoch)."""
+    return 3 * fwd + fwd * n_val / per_epoch
+
+
+def peak_bf16(name: str) -> float | None:
+    """The dense bf16 peak (FLOP/s) of a GPU by its torch.cuda.get_device_name; None: unknown."""
+    return next((peak for key, peak in PEAK_BF16 if key in name), None)
 
 
 def peak_flops(dev: torch.device) -> tuple[float | None, str]:
     if dev.type != "cuda":
         return None, "cpu"
     name = torch.cuda.get_device_name(dev)
-    for key, peak in PEAK_BF16.items():
-        if key in name:
-            return peak, name
-    return None, name
+    if ARGS.peak_tflops is not None:
+        return ARGS.peak_tflops * 1e12, name
+    return peak_bf16(name), name
 
 
-def main() -> None:
+def main() -> int:
     dev = pick_device(ARGS.device)
     gpu = dev.type == "cuda"
+    if ARGS.quick:
+        import gpu_quick  # bench/: the script's own directory is on sys.path
+
+        return gpu_quick.run(sys.modules[__name__], ARGS, dev)
     n = ARGS.n or (50_000 if gpu else 2048)
     epochs = ARGS.epochs or (5 if gpu else 2)
     width = ARGS.width or (64 if gpu else 16)
-    spec = job_spec(epochs, width, ARGS.batch, dev.type, ARGS.compile)
+    batch = ARGS.batch or 512
+    spec = job_spec(epochs, width, batch, dev.type, ARGS.compile)
     with tempfile.TemporaryDirectory() as tmp:
         make_images(Path(tmp), n)
         ds = load_dataset(spec.data, spec.training.seed, Path(tmp))
         n_train = len(ds.train)
+        per_epoch = steps_per_epoch(n_train, batch) * min(batch, n_train)
         print(
             f"device {dev} ({pick_precision('auto', dev)}), {n:,} images {ds.train.dtype}, "
-            f"airbench widths {spec.model.widths}, batch {ARGS.batch}, {epochs} epochs, "
+            f"airbench widths {spec.model.widths}, batch {batch}, {epochs} epochs, "
             f"compile {ARGS.compile}, {ARGS.rounds} rounds"
             + (
                 f", CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}"
@@ -248,7 +338,7 @@ def main() -> None:
             for name, fn in (("service", service), ("plain", plain)):
                 t0, first, out = fn(spec, ds, dev)
                 steady = epochs > 1
-                imgs = steps_per_epoch(n_train, ARGS.batch) * ARGS.batch * (epochs - steady)
+                imgs = per_epoch * (epochs - steady)
                 rate = imgs / (out["end"] - (first if steady else t0))
                 rates[name].append(rate)
                 extra[name] = out
@@ -266,17 +356,21 @@ def main() -> None:
     print(
         f"ratio service/plain: {svc / pln:.3f} (target >= 0.95; median within rounds {paired:.3f})"
     )
-    flops = train_flops_per_image(spec, ds)
+    flops = window_flops_per_image(forward_flops_per_image(spec, ds), per_epoch, len(ds.val))
     peak, name = peak_flops(dev)
     if peak is None:
-        print(f"MFU: unknown (no peak for {name}); {flops / 1e9:.3f} GFLOP per training image")
+        print(
+            f"MFU: unknown (no peak for {name}; --peak-tflops); {flops / 1e9:.3f} GFLOP "
+            "per training image (forward + backward, evaluation included)"
+        )
     else:
         print(
             f"MFU ({name}, bf16 dense peak {peak / 1e12:.0f} TFLOP/s, "
-            f"{flops / 1e9:.3f} GFLOP per training image): service {svc * flops / peak:.1%}, "
-            f"plain {pln * flops / peak:.1%}"
+            f"{flops / 1e9:.3f} GFLOP per training image, evaluation included): "
+            f"service {svc * flops / peak:.1%}, plain {pln * flops / peak:.1%}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

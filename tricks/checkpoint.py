@@ -117,10 +117,22 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Put back what `rng_state` saved, as far as this process can take it.
+
+    A run may resume on another kind of device: a `device: auto` job preempted on a
+    CPU worker can be claimed next by a GPU worker (those consume the cpu queue too).
+    The data generator's state is then of the other kind (a CPU generator's is 5,056
+    bytes, a CUDA one's 16) and does not load: the run keeps its freshly seeded
+    generator and goes on (the other device draws other numbers anyway: such a resume
+    is not bit-exact). CUDA states are put back for the GPUs this process sees.
+    """
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["generator"])
+        for i, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, i)
+    saved = state["generator"]
+    if saved.numel() == generator.get_state().numel():
+        generator.set_state(saved)
     n = state["numpy"]
     np.random.set_state(
         (

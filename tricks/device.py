@@ -34,19 +34,40 @@ from torch import nn
 
 
 def pick_device(name: str) -> torch.device:
-    """'auto' takes CUDA when there is one."""
+    """'auto' takes CUDA when there is one; CUDA is the current device by index ("cuda:0" in
+    a worker pinned with CUDA_VISIBLE_DEVICES), so reports and tensors name the same one."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():  # else an AssertionError deep inside the first .to()
+            raise RuntimeError(
+                f"training.device is {name!r} but this worker sees no CUDA device "
+                "(torch.cuda.is_available() is False): use device 'auto' or 'cpu', "
+                "or run the job on a GPU worker"
+            )
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 def pick_precision(precision: str, device: torch.device) -> str:
-    """Autocast only on CUDA: 'auto' is bf16 where supported; on the CPU always fp32."""
+    """Autocast only on CUDA: 'auto' is bf16 where the GPU has bf16 tensor cores (Ampere
+    on); on older GPUs torch only emulates bf16, far slower than fp32, so 'auto' is fp32
+    there. On the CPU always fp32."""
     if device.type != "cuda":
         return "fp32"
     if precision == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if native_bf16() else "fp32"
     return precision
+
+
+def native_bf16() -> bool:
+    """The current GPU computes bf16 in hardware (not torch's emulation of it)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch, whose answer never counted emulation
+        return torch.cuda.is_bf16_supported()
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast | None:
@@ -66,9 +87,12 @@ def has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+CHANNELS_LAST_DEVICES = frozenset({"cuda"})  # tests add "cpu" to run that path here
+
+
 def channels_last(model: nn.Module, device: torch.device) -> bool:
     """Whether a run uses channels_last: on CUDA, for models with 2-D convolutions."""
-    return device.type == "cuda" and has_conv2d(model)
+    return device.type in CHANNELS_LAST_DEVICES and has_conv2d(model)
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -267,9 +267,11 @@ class Stepper:
         preds = torch.stack(self.kept)
         hits = (preds.argmax(dim=2) if self.keep_logits else preds) == truth
         self.kept.clear()
-        loss_sum, n_correct = self.loss_sum.item(), int(hits.sum())  # note: host sync
+        # note: the host sync, one for both numbers (float64: the float32 sum and the count
+        # exactly; two reads would be two syncs)
+        loss_sum, n_correct = torch.stack((self.loss_sum.double(), hits.sum().double())).tolist()
         self.loss_sum.zero_()
-        return loss_sum, n_correct, row
+        return loss_sum, int(n_correct), row
 
 
 def add_penalty_grads(weights: list[torch.Tensor], l1: float, l2: float) -> None:

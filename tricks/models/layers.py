@@ -15,6 +15,9 @@ from torch import nn
 
 KEEP_BITS = 16  # the keep test compares 16 random bits with a threshold: p in steps of 2⁻¹⁶
 AHEAD_ELEMS = 1 << 20  # masks of a planned chunk drawn at most this many numbers at a time
+# devices whose seeded masks come from numpy's PCG64 on the host; elsewhere (CUDA) from a
+# torch generator on the device. Tests set it empty to run the CUDA path on the CPU.
+HOST_BITS_DEVICES = frozenset({"cpu"})
 
 
 class Dropout(nn.Dropout):
@@ -140,7 +143,7 @@ def keep_mask(
     The masks of (k, *s) are those of k draws of s one after the other (on the CPU)."""
     *lead, last = shape if len(shape) else (1,)
     words = -(-last // 4)  # 64 random bits per 4 elements of the last axis
-    if seed is not None and device.type == "cpu":
+    if seed is not None and device.type in HOST_BITS_DEVICES:
         raw = np.random.PCG64(seed).random_raw(math.prod(lead) * words)
         bits = torch.from_numpy(raw.view(np.int64)).view(*lead, words)
     else:
