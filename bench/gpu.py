@@ -166,7 +166,8 @@ def job_spec(epochs: int, width: int, batch: int, device: str, compile_: bool) -
                 "nesterov": True,
                 "weight_decay": 5e-4,
             },
-            "schedule": {"warmup": {"epochs": 1}, "decay": {"kind": "cosine"}},
+            # a warm-up epoch; half the run when it is one epoch (the spec wants decay after it)
+            "schedule": {"warmup": {"epochs": min(1.0, epochs / 2)}, "decay": {"kind": "cosine"}},
             "training": {
                 "epochs": epochs,
                 "batch_size": batch,

@@ -20,6 +20,7 @@ file (never its directory), the bytes it needed and the bytes left.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import random
 import re
@@ -122,9 +123,12 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     A run may resume on another kind of device: a `device: auto` job preempted on a
     CPU worker can be claimed next by a GPU worker (those consume the cpu queue too).
     The data generator's state is then of the other kind (a CPU generator's is 5,056
-    bytes, a CUDA one's 16) and does not load: the run keeps its freshly seeded
-    generator and goes on (the other device draws other numbers anyway: such a resume
-    is not bit-exact). CUDA states are put back for the GPUs this process sees.
+    bytes, a CUDA one's 16) and does not load: the generator is seeded from a hash of
+    that state instead (the same checkpoint, the same draws; not the run's first seed,
+    whose epoch order the run already used) and the run goes on. The epoch in progress
+    keeps its permutation and seed; later ones draw other numbers, as the other device
+    would anyway: such a resume is not bit-exact. CUDA states are put back for the GPUs
+    this process sees.
     """
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
@@ -133,6 +137,9 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     saved = state["generator"]
     if saved.numel() == generator.get_state().numel():
         generator.set_state(saved)
+    else:
+        digest = hashlib.sha256(saved.numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     n = state["numpy"]
     np.random.set_state(
         (
