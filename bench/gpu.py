@@ -40,7 +40,8 @@ figures; asserts nothing.
 
 --quick checks correctness instead, at a small size (bench/gpu_quick.py: no host
 sync inside steps, the GPU setup, service = plain loop, uint8 = float32, exact
-resume) and exits 1 if a check fails: the first thing to run on a new GPU.
+resume) and exits 1 if a check fails: the first thing to run on a new GPU; with
+--compile it adds one compiled run (its compilation takes about a minute).
 
 --gpu N pins the N-th GPU this process may use: physical GPU N, or the N-th
 entry of an inherited CUDA_VISIBLE_DEVICES (a scheduler's or container's list).
@@ -130,7 +131,14 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from tricks.callbacks import Callbacks  # noqa: E402
 from tricks.data import Dataset, load_dataset  # noqa: E402
-from tricks.device import autocast, compiled, pick_device, pick_precision, place_model  # noqa: E402
+from tricks.device import (  # noqa: E402
+    autocast,
+    compiled,
+    pick_device,
+    pick_precision,
+    place_model,
+    synchronize,
+)
 from tricks.models import build_model  # noqa: E402
 from tricks.regularization import build_optimizer  # noqa: E402
 from tricks.schedules import lr_curve  # noqa: E402
@@ -187,13 +195,15 @@ class Clock(Callbacks):
 
     def on_epoch_end(self, epoch: int, step: int, metrics: dict, progress: dict) -> None:
         if epoch == 0:
-            self.first_epoch_end = time.perf_counter()  # just after evaluate()'s host sync
+            synchronize(self.dev)  # evaluate() synced already: nothing may still be queued
+            self.first_epoch_end = time.perf_counter()
 
 
 def service(spec: JobSpec, ds: Dataset, dev: torch.device) -> tuple[float, float, dict]:
     clock = Clock(dev)
     t0 = time.perf_counter()
     r = train(spec, ds, clock)
+    synchronize(dev)
     end = time.perf_counter()
     assert r.status == "succeeded", r.error
     return t0, (clock.first_epoch_end or t0), {"end": end, **r.metrics}
@@ -268,7 +278,9 @@ def plain(
                 hits += (logits.argmax(1) == y_va[lo : lo + EVAL_BATCH]).sum()
             val_acc = hits.item() / len(idx_va)
         if epoch == 0:
+            synchronize(dev)  # val_acc's .item() synced already: explicit all the same
             first = time.perf_counter()
+    synchronize(dev)
     out = {"end": time.perf_counter(), "val_acc": val_acc}
     if exact:  # after the clock stopped
         out["logged"] = logged
