@@ -17,6 +17,7 @@ import torch
 
 import tricks.device as device_mod
 import tricks.models.layers as layers_mod
+import tricks.step as step_mod
 from tricks import checkpoint as ckpt
 from tricks.callbacks import Callbacks
 from tricks.data import load_dataset
@@ -126,9 +127,10 @@ def test_a_read_is_one_host_sync(digits):
     assert np.isfinite(loss_sum) and loss_sum > 0
 
 
-def test_steps_make_no_host_sync_on_the_cuda_paths(digits, cuda_paths):
+def test_steps_make_no_host_sync_on_the_cuda_paths(digits, cuda_paths, monkeypatch):
     """Every trick, bf16 autocast (CPU's), channels_last, device-generator masks: after a
     warm-up interval (first-call caches), the steps of an interval call nothing that syncs."""
+    monkeypatch.setattr(step_mod, "CHUNK_ELEMS", 3 * 64 * 64)  # chunks of 3 batches
     spec = spec_for()
     s = stepper_on(digits, spec, amp=torch.autocast("cpu", dtype=torch.bfloat16))
     assert s.memory_format is torch.channels_last and s.dropouts  # really those paths
@@ -139,6 +141,7 @@ def test_steps_make_no_host_sync_on_the_cuda_paths(digits, cuda_paths):
     with no_host_sync(torch.device("cpu")):
         for i in range(5, 15):  # across chunk boundaries (new streams, new mask plans)
             s.step(0.05, i, i)
+    assert s.chunk_batches == 3 and s.b0 == 12  # it did cross them
     assert s.xc.is_contiguous(memory_format=torch.channels_last)
     with count_host_syncs() as seen:
         loss_sum, _, rows = s.read()
@@ -163,12 +166,14 @@ def test_device_generator_masks_are_a_function_of_the_seed():
 # ---------------------------------------------------------------- exact resume
 
 
-def test_mid_epoch_resume_is_exact_on_the_cuda_paths(digits, cuda_paths, tmp_path):
+def test_mid_epoch_resume_is_exact_on_the_cuda_paths(digits, cuda_paths, tmp_path, monkeypatch):
+    monkeypatch.setattr(step_mod, "CHUNK_ELEMS", 4 * 64 * 64)  # the stop (step 15) is mid-chunk
     spec = spec_for()
     full = train(spec, digits)
     first = train(spec, digits, StopAt(3), checkpoint_dir=tmp_path)
     spe = steps_per_epoch(len(digits.y_train), 64)
     assert first.status == "preempted" and 0 < first.steps % spe  # really mid-epoch
+    assert first.steps == 15 and first.steps % 4  # and mid-chunk
     rest = train(spec, digits, checkpoint_dir=tmp_path)
     assert rest.history == full.history  # floats compared exactly
     for k, w in full.model_state.items():
@@ -255,7 +260,8 @@ def test_a_cuda_checkpoint_resumes_on_the_cpu(digits, tmp_path):
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_cuda_steps_with_every_trick_make_no_host_sync(digits, precision):
+def test_cuda_steps_with_every_trick_make_no_host_sync(digits, precision, monkeypatch):
+    monkeypatch.setattr(step_mod, "CHUNK_ELEMS", 3 * 64 * 64)  # chunks of 3 batches
     dev = torch.device("cuda")
     spec = spec_for(device="cuda", precision=precision)
     data = digits.to(dev)
