@@ -323,7 +323,27 @@ def test_a_patch_whose_api_process_died_holds_the_room_only_until_its_lock_lapse
     the upload's lock (LOCK_TTL_S; the test expires the lock rather than waiting), and the
     bytes it wrote count from then on."""
     a, _ = clients
-    url, proc = apis.start("quota-api-doomed")
+    loc = _deferred(a)
+    upload_id = loc.rsplit("/", 1)[1]
+    headers = {**TUS, "Content-Type": OFFSET_TYPE, "Upload-Offset": "0"}
+    _kill_mid_request(apis, "quota-api-doomed", "PATCH", loc, headers,
+                      lambda: _offset(a, loc) >= MiB)  # fmt: skip
+    store = apis.store()
+    assert store.r.exists(store.keys.upload_lock(upload_id))  # the dead PATCH's lock
+    assert _post(a, 1).status_code == 413  # still its room, for now
+    store.r.pexpire(store.keys.upload_lock(upload_id), 1)  # LOCK_TTL_S later
+    wait_for(lambda: not store.r.exists(store.keys.upload_lock(upload_id)), 5)
+    assert _post(a, QUOTA - MiB + 1).status_code == 413  # the MiB it wrote counts
+    r = _post(a, QUOTA - MiB)
+    assert r.status_code == 201, r.text
+
+
+def _kill_mid_request(
+    apis: Apis, name: str, method: str, path: str, headers: dict, landed: Callable[[], object]
+) -> object:
+    """Send 1 MiB of a longer body with `method` to a fresh API process `name`, kill -9 that
+    process once `landed()` says the MiB is on the server, and return what landed() said."""
+    url, proc = apis.start(name)
     go = threading.Event()
 
     def body() -> Iterator[bytes]:
@@ -333,29 +353,19 @@ def test_a_patch_whose_api_process_died_holds_the_room_only_until_its_lock_lapse
 
     def send() -> None:
         with httpx.Client(base_url=url, timeout=30) as c, pytest.raises(httpx.HTTPError):
-            c.patch(loc, content=body(), headers={**TUS, "Content-Type": OFFSET_TYPE,
-                                                  "Upload-Offset": "0"})  # fmt: skip
+            c.request(method, path, content=body(), headers=headers)
 
-    loc = _deferred(a)
-    upload_id = loc.rsplit("/", 1)[1]
     t = threading.Thread(target=send)
     t.start()
     try:
-        wait_for(lambda: _offset(a, loc) >= MiB, 20, what="the first MiB on the server")
+        got = wait_for(landed, 20, what="the first MiB on the server")
         proc.signal(9)
         proc.proc.wait(10)  # type: ignore[union-attr]
     finally:
         go.set()
         t.join(60)
         proc.stop()
-    store = apis.store()
-    assert store.r.exists(store.keys.upload_lock(upload_id))  # the dead PATCH's lock
-    assert _post(a, 1).status_code == 413  # still its room, for now
-    store.r.pexpire(store.keys.upload_lock(upload_id), 1)  # LOCK_TTL_S later
-    wait_for(lambda: not store.r.exists(store.keys.upload_lock(upload_id)), 5)
-    assert _post(a, QUOTA - MiB + 1).status_code == 413  # the MiB it wrote counts
-    r = _post(a, QUOTA - MiB)
-    assert r.status_code == 201, r.text
+    return got
 
 
 def _later(apis: Apis, upload_id: str, seconds: float) -> None:
@@ -380,19 +390,6 @@ def test_a_creation_with_upload_whose_api_process_died_holds_the_quota_only_brie
     DELETE the upload; its Upload-Length must not stay reserved for the expiry period
     (a day) but lapse with the first chunk's lock."""
     a, _ = clients
-    url, proc = apis.start("quota-api-doomed-post")
-    go = threading.Event()
-
-    def body() -> Iterator[bytes]:
-        yield b"q" * MiB
-        go.wait(30)
-        yield b"q"
-
-    def send() -> None:
-        h = {**TUS, "Content-Type": OFFSET_TYPE, "Upload-Length": str(QUOTA)}
-        with httpx.Client(base_url=url, timeout=30) as c, pytest.raises(httpx.HTTPError):
-            c.post("/uploads", content=body(), headers=h)
-
     store = apis.store()
 
     def landed() -> str | None:
@@ -401,16 +398,9 @@ def test_a_creation_with_upload_whose_api_process_died_holds_the_quota_only_brie
                 return str(uid)
         return None
 
-    t = threading.Thread(target=send)
-    t.start()
-    try:
-        upload_id = wait_for(landed, 20, what="the first MiB on the server")
-        proc.signal(9)
-        proc.proc.wait(10)  # type: ignore[union-attr]
-    finally:
-        go.set()
-        t.join(60)
-        proc.stop()
+    headers = {**TUS, "Content-Type": OFFSET_TYPE, "Upload-Length": str(QUOTA)}
+    upload_id = _kill_mid_request(apis, "quota-api-doomed-post", "POST", "/uploads", headers,
+                                  landed)  # fmt: skip
     assert _post(a, 1).status_code == 413  # its lock still lives
     _later(apis, upload_id, 31)  # LOCK_TTL_S (30 s) and a second later
     r = _post(a, QUOTA)
