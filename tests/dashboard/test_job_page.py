@@ -92,7 +92,9 @@ def test_finished_job_shows_duration_log_system_and_epochs(browser, service, fin
     drv, job_id = browser, finished["id"]
     with service.client() as c:
         api_lines = c.get(f"/jobs/{job_id}/logs", params={"limit": 5000}).json()["lines"]
-        sys_pts = c.get(f"/jobs/{job_id}/curves", params={"metrics": "sys_samples_per_s"}).json()
+        sys_pts = c.get(
+            f"/jobs/{job_id}/curves", params={"metrics": "sys_samples_per_s,sys_rss_mib"}
+        ).json()
     # a line the worker always writes when a run ends (worker/runner.py)
     want = f"job {job_id}: ending as succeeded after 66 steps"
     assert any(ln["msg"] == want for ln in api_lines), [ln["msg"] for ln in api_lines]
@@ -118,7 +120,8 @@ def test_finished_job_shows_duration_log_system_and_epochs(browser, service, fin
     assert n > 0
     rate, mem = el(drv, "#chart-sys-rate"), el(drv, "#chart-sys-mem")
     wait_for(lambda: rate.get_attribute("data-samples") == str(n), what=f"{n} samples/s points")
-    assert mem.get_attribute("data-samples") == str(n)  # RSS: one per log point too
+    # RSS: every point of the API too (one per write interval at most)
+    assert mem.get_attribute("data-samples") == str(len(sys_pts["series"]["sys_rss_mib"]["step"]))
     assert points(drv, "#chart-sys-rate") > n  # uPlot has them (and the y = 0 anchor)
     assert "samples/s" in el(drv, "#sys-summary").text
 

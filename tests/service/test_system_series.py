@@ -1,7 +1,8 @@
 """The worker's system figures (worker/system_series.py) as series on a job's curves:
-samples/s and the process's RSS at every log point, next to train_loss; GPU memory only
-on CUDA. Checked against readings taken outside the worker: the job's own duration and
-the worker process's VmRSS read from /proc by the test."""
+samples/s and the clock at every log point, next to train_loss, the process's RSS at most
+every write interval (0.25 s); GPU memory only on CUDA. Checked against readings taken
+outside the worker: the job's own duration, the worker process's VmRSS read from /proc by
+the test, and the clock series for the RSS cadence."""
 
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ def _vm_rss_mib(pid: int) -> float | None:
     return None
 
 
-def test_a_job_writes_samples_per_second_and_rss_at_every_log_point(service):
-    spec = small_spec(epochs=2, device="cpu")  # 22 steps of 64 per epoch, log_every 5
+MEMORY_EVERY_S = 0.25  # the reporter's min_interval_s
+CLOCK_SLACK_S = 0.01  # sys_time and the sampler's monotonic clock are read µs apart
+
+
+def test_a_job_writes_samples_per_second_at_every_log_point_and_rss_every_interval(service):
+    # 22 steps of 64 per epoch, log_every 5: long enough for the RSS cadence to show
+    spec = small_spec(epochs=20, device="cpu")
     with service.client() as c:
         job = submit(c, spec)
         done = wait_done(c, job["id"])
@@ -48,8 +54,21 @@ def test_a_job_writes_samples_per_second_and_rss_at_every_log_point(service):
     # one point per log point, at the same steps as train_loss (same transaction)
     steps = s["train_loss"]["step"]
     assert steps and s["sys_samples_per_s"]["step"] == steps
-    assert s["sys_rss_mib"]["step"] == steps
     assert not s["sys_gpu_mem_mib"]["step"] and not s["sys_gpu_max_mem_mib"]["step"]  # CPU job
+
+    # RSS: read at the first log point, then at the first log point MEMORY_EVERY_S or more
+    # after the last reading, by the clock of the log points (sys_time)
+    clock = dict(zip(s["sys_time"]["step"], s["sys_time"]["value"], strict=True))
+    rss_steps = s["sys_rss_mib"]["step"]
+    assert rss_steps[0] == steps[0] and set(rss_steps) <= set(steps), rss_steps
+    last = clock[steps[0]]
+    for t in steps[1:]:
+        gap = clock[t] - last
+        if t in rss_steps:
+            assert gap >= MEMORY_EVERY_S - CLOCK_SLACK_S, (t, gap)
+            last = clock[t]
+        else:
+            assert gap < MEMORY_EVERY_S + CLOCK_SLACK_S, (t, gap)
 
     # the clock of the wall-time axis: unix times between the claim and the finish, in order
     assert s["sys_time"]["step"] == steps

@@ -197,7 +197,11 @@ class Store:
         """Renew the lease and write progress; a Beat (FENCED, GO_ON or CANCEL).
 
         With `pipe`, the call is queued on it (its result comes from pipe.execute(), a
-        plain int: wrap it in Beat()).
+        plain int: wrap it in Beat()) as EVAL with the script's text, not EVALSHA: in a
+        MULTI/EXEC a NOSCRIPT (a restarted or flushed Redis) would fail that command alone
+        while the rest of the transaction applies, which redis-py prevents by sending
+        SCRIPT EXISTS before every such pipeline, one more round trip each. EVAL cannot
+        miss; it costs the script's ~2 KB per call (Redis caches it by its SHA1).
         """
         keys = [self.keys.job(job_id), self.keys.job_events(job_id)]
         args = [
@@ -209,7 +213,7 @@ class Store:
             self.maxlen,
         ]
         if pipe is not None:
-            return self._heartbeat(keys=keys, args=args, client=pipe)
+            return pipe.eval(self._heartbeat.script, len(keys), *keys, *args)
         return Beat(int(self._heartbeat(keys=keys, args=args)))
 
     def finish(

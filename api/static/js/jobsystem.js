@@ -1,4 +1,4 @@
-// The job page's "System" panel: what the worker reported at each log point
+// The job page's "System" panel: what the worker reported at its log points
 // (worker/system_series.py) — training throughput, the process's resident memory and,
 // on CUDA, the GPU memory its tensors hold. The series come with the page's curves
 // poll (same `since`), so this panel only draws them.
