@@ -27,7 +27,9 @@ are held back (out of the buffer the thread drains) and enter the buffer togethe
 the epoch's. One writer at a time (a lock over draining and writing): batches go out in
 the order they were drained. A write that fails (a Redis blip) never fails the run: its
 points go back to the front of the buffer and the SeriesWriter is re-created, whose load
-drops the points of a transaction that did apply after all. The end of the run is
+drops the points of a transaction that did apply after all; its events go back only when
+Redis refused the whole transaction (after a lost connection they may have landed, and
+events have no such check). The end of the run is
 synchronous: flush_pending (the runner, then LeaseKeeper's exit once its thread has
 stopped) writes whatever is still buffered, held points included (divergence, an
 exception in eval), so a non-finite loss's point is in Redis before the run ends.
@@ -59,6 +61,15 @@ EPOCH_SERIES = {"train_loss": "epoch_train_loss", "train_acc": "epoch_train_acc"
 CONTROL_POLL_S = 1.0
 
 Point = tuple[int, dict[str, Any]]  # (step, series name -> value)
+
+
+class PartlyApplied(redis.RedisError):
+    """EXEC ran, but some of its commands failed (the others applied): not a ResponseError,
+    which here means that Redis refused the whole transaction (EXECABORT)."""
+
+    def __init__(self, error: Exception, answer: Any) -> None:
+        super().__init__(f"part of the transaction failed: {error}")
+        self.answer = answer  # the heartbeat's, when it ran
 
 
 def jsonable(v: Any) -> Any:
@@ -259,7 +270,7 @@ class Reporter(Callbacks):
 
     def write_pending(self) -> None:
         """One write of what is buffered (with nothing buffered, or once the run has
-        ended: a beat). A Redis error is logged and the points stay buffered."""
+        ended: a beat). A failed write is logged and its points stay buffered."""
         with self._writing:
             if self.fenced:
                 return  # another attempt owns the job: not even a beat
@@ -268,13 +279,20 @@ class Reporter(Callbacks):
                 answer = self._write(*batch)
             except redis.RedisError as e:
                 # A Redis blip must not fail the training run: the next write retries.
-                # The writer's tails may now be ahead of Redis: re-read them on next use.
+                # The writer's tails may now be ahead of Redis: re-read them on next use
+                # (which also drops the retried points of a write that did land).
                 log.warning("job %s: progress write failed: %s", self.job_id, e)
                 self.series = SeriesWriter(self.raw, self.store.series_prefix(self.job_id))
+                # The events go again only when Redis refused the whole transaction; after
+                # a lost connection they may have landed, and a retry would repeat them.
+                refused = isinstance(e, redis.ResponseError)
                 with self._lock:
                     if not self.fenced:
                         self.pending[:0] = batch[0]
+                        self.pending_events[:0] = batch[2] if refused else []
                     self._changed = True
+                if isinstance(e, PartlyApplied) and e.answer is not None:
+                    self._apply(e.answer)
                 return
             except Exception:
                 self.series = SeriesWriter(self.raw, self.store.series_prefix(self.job_id))
@@ -353,7 +371,12 @@ class Reporter(Callbacks):
                 best=best,
                 pipe=pipe,
             )
-            return pipe.execute()[-1]
+            replies = pipe.execute(raise_on_error=False)  # a refused MULTI still raises
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            beat = replies[-1]
+            raise PartlyApplied(failed[0], None if isinstance(beat, Exception) else beat)
+        return replies[-1]
 
     def _log_epochs(self) -> None:
         with self._lock:
