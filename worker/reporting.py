@@ -29,10 +29,14 @@ the order they were drained. A write that fails (a Redis blip) never fails the r
 points go back to the front of the buffer and the SeriesWriter is re-created, whose load
 drops the points of a transaction that did apply after all; its events go back only when
 Redis refused the whole transaction (after a lost connection they may have landed, and
-events have no such check). The end of the run is
-synchronous: flush_pending (the runner, then LeaseKeeper's exit once its thread has
-stopped) writes whatever is still buffered, held points included (divergence, an
-exception in eval), so a non-finite loss's point is in Redis before the run ends.
+events have no such check). The end of the run is synchronous: flush_pending (the
+runner, then LeaseKeeper's exit once its thread has stopped) writes whatever is still
+buffered, held points included (divergence, an exception in eval), so a non-finite
+loss's point is in Redis before the run ends.
+
+The writer thread also logs each epoch's line of the job's own log (GET /jobs/{id}/logs),
+whose handler may itself wait on Redis (tricklab.server.joblog); it runs in the job's
+logging context, so its records carry the job and attempt as the training thread's do.
 """
 
 from __future__ import annotations
