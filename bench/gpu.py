@@ -221,7 +221,8 @@ def plain(
     assert ds.train.index is not None and ds.val.index is not None and ds.train.mean is not None
     assert ds.train.std is not None
     X, idx_tr, idx_va = ds.train.src.to(dev), ds.train.index.to(dev), ds.val.index.to(dev)
-    y_tr, y_va = ds.y_train.to(dev), ds.y_val.to(dev)  # by position in the split
+    # by position in the split; stored compact (uint8, int16): cross_entropy wants int64
+    y_tr, y_va = ds.y_train.to(dev).long(), ds.y_val.to(dev).long()
     stats = (
         (ds.train.mean, ds.train.std) if exact else (ds.train.mean.float(), ds.train.std.float())
     )

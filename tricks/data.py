@@ -10,7 +10,10 @@ validation statistics never leak into training.
 
 Inputs stay in the dtype they are stored in: a uint8 image dataset is uint8 in
 the worker's memory and on the device, and a split is an index into the one
-(cached) array, not a copy of it. They become float32 a chunk of batches at a
+(cached) array, not a copy of it. Labels keep their stored dtype as well (uint8
+for up to 256 classes), and the split's index is int32 below 2**31 rows (the
+same values as the int64 permutation): on a narrow tabular dataset (a few
+float32 features a row) int64 bookkeeping would cost more than the data. They become float32 a chunk of batches at a
 time on the device (`Inputs.take`: x → (x − mean)/std, computed in float64 and
 rounded once, exactly what `standardize` computes up front), so the uint8 path
 and the float path give the same numbers bit for bit. Float data of at most
@@ -55,7 +58,7 @@ class Inputs:
     """
 
     src: torch.Tensor
-    index: torch.Tensor | None = None  # int64, on src's device
+    index: torch.Tensor | None = None  # int32 (int64 past 2**31 rows), on src's device
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
 
@@ -101,7 +104,7 @@ class Inputs:
         """The inputs at positions lo..hi−1 (a slice of src when it is not indexed)."""
         if self.index is None:
             return self.present(self.src[lo:hi])
-        return self.present(self.src[self.index[lo:hi]])
+        return self.present(self.src.index_select(0, self.index[lo:hi]))
 
     def materialize(self) -> torch.Tensor:
         """All of the split as one float32 tensor: for tests and tools, not the training loop."""
@@ -120,7 +123,7 @@ class Inputs:
 @dataclass
 class Dataset:
     train: Inputs
-    y_train: torch.Tensor  # int64 (N,)
+    y_train: torch.Tensor  # (N,) integer labels in their stored dtype (uint8 for an upload)
     val: Inputs
     y_val: torch.Tensor
     num_classes: int
@@ -231,10 +234,20 @@ def _builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_index(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, val rows) of a random split by `seed`, sizes from tricks.spec.split_sizes."""
+    """(train rows, val rows) of a random split by `seed`, sizes from tricks.spec.split_sizes.
+
+    The values of `default_rng(seed).permutation(n)` (it is arange(n) shuffled in place,
+    the same draws for any integer dtype), as int32 when n < 2**31: 4 bytes a row, not 8,
+    and no int64 temporary. Both are views of that one array."""
     _, n_val = split_sizes(n, val_fraction)
-    perm = np.random.default_rng(seed).permutation(n)
+    perm = np.arange(n, dtype=index_dtype(n))
+    np.random.default_rng(seed).shuffle(perm)
     return perm[n_val:], perm[:n_val]
+
+
+def index_dtype(n: int) -> np.dtype:
+    """The narrowest of int32/int64 that holds every row number below n (torch indexes with both)."""
+    return np.dtype(np.int32 if n < 2**31 else np.int64)
 
 
 def split(
@@ -289,7 +302,7 @@ def _assemble(
     else:
         ti, vi = split_index(len(y), data.val_fraction, seed)
         xv, split_key = x, (data.val_fraction, seed)
-        yt, yv = y[torch.from_numpy(ti)], y[torch.from_numpy(vi)]
+        yt, yv = y.index_select(0, torch.from_numpy(ti)), y.index_select(0, torch.from_numpy(vi))
     x_np, xv_np = x.numpy(), xv.numpy()
     stats = None
     if data.standardize:

@@ -11,8 +11,12 @@ disk, the next ones find its pages in memory.
 
 An entry is keyed by the dataset id and the (inode, size, mtime) of its stored
 files, so a dataset deleted and uploaded again under the same id is a new key and
-can never be served stale. Labels are converted to int64 once, when loaded (they
-are small next to the inputs); the inputs keep their stored dtype.
+can never be served stale. Labels keep their stored (compact) dtype too, read into
+memory once: uint8 for up to 256 classes (`tricks.ingest.common.label_dtype`), so
+a narrow tabular dataset's labels cost 1 byte a row here, not 8; the training
+loop widens them a chunk of batches at a time (`tricks.step`). Only a label
+dtype that torch cannot index with or gather (a legacy upload's uint16, say)
+becomes int64.
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from tricks.uploads import open_stored
 
 DEFAULT_CACHE_BYTES = 4 * 2**30
 CACHE_ENV = "TRICKLAB_DATA_CACHE_BYTES"
+# label dtypes kept as stored: every op on labels here takes them (gather, compare, widen)
+LABEL_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64))
 
 
 @dataclass
 class StoredArrays:
-    """One dataset's arrays as CPU tensors: x (and x_val) in their stored dtype, labels int64."""
+    """One dataset's arrays as CPU tensors, every one in its stored dtype (see `label_tensor`)."""
 
     arrays: dict[str, torch.Tensor]
     nbytes: int
@@ -63,15 +69,18 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a)
 
 
+def label_tensor(a: np.ndarray) -> torch.Tensor:
+    """Labels as an in-memory tensor in their stored dtype when torch's ops take it, else int64."""
+    dtype = a.dtype if a.dtype in LABEL_DTYPES else np.dtype(np.int64)
+    return torch.from_numpy(np.array(a, dtype=dtype, order="C"))  # a copy: off the map
+
+
 def read_stored(datasets_dir: Path, dataset_id: str) -> StoredArrays:
-    """The dataset's arrays, memory-mapped, without the cache."""
+    """The dataset's arrays, memory-mapped (the labels read in), without the cache."""
     raw = open_stored(Path(datasets_dir), dataset_id, mmap=True)
     arrays: dict[str, torch.Tensor] = {}
     for key, a in raw.items():
-        if key.startswith("y"):
-            arrays[key] = torch.from_numpy(np.asarray(a, dtype=np.int64).copy())
-        else:
-            arrays[key] = _tensor(a)
+        arrays[key] = label_tensor(a) if key.startswith("y") else _tensor(a)
     return StoredArrays(arrays, sum(t.nbytes for t in arrays.values()))
 
 

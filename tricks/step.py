@@ -2,9 +2,12 @@
 
     set lr (and onecycle's momentum) → augment → mix → forward → loss (+ penalty) → backward → clip → step → zero_grad
 
-The data lives on the device in its stored dtype (uint8 images stay uint8) and
-an epoch's batches are slices of a seeded `torch.randperm` (the last partial
-batch is dropped). Batches are gathered, made float (`tricks.data.Inputs`:
+The data lives on the device in its stored dtype (uint8 images stay uint8, and
+so do labels) and an epoch's batches are slices of a seeded `torch.randperm`
+(the last partial batch is dropped), int32 on the CPU (the same values and
+draws as int64; 4 bytes a row, which on narrow tabular data is a fair share
+of the data itself). A chunk's labels are gathered with its inputs and
+widened to int64 there, so no per-row int64 copy of the labels exists. Batches are gathered, made float (`tricks.data.Inputs`:
 (x − mean)/std, before augmentation, so its zero fill means what it means for
 float data), augmented and mixed a chunk at a time: chunk j of an epoch is its
 batches [j·C, (j+1)·C), C batches of at most CHUNK_ELEMS numbers (the last
@@ -125,6 +128,7 @@ class Stepper:
         self.keep_logits = rows * self.bs * self.K <= LOGIT_BUFFER
         self.kept: list[torch.Tensor] = []
         self.labels = torch.empty((0, self.bs), dtype=torch.long, device=self.dev)
+        self.yc = self.labels.view(-1)  # the current chunk's labels, int64, in batch order
         self.truth: list[torch.Tensor] = []
         # the current chunk: its inputs (and soft targets), its length, the next batch in it,
         # its first batch in the epoch and the first of its batches the next read counts
@@ -139,8 +143,11 @@ class Stepper:
         self, perm: torch.Tensor | None, seed: int | None
     ) -> tuple[torch.Tensor, int | None]:
         """The epoch's batch order and seed: drawn now, or restored from a checkpoint."""
+        self.perm = None  # the last epoch's, freed before the next is drawn
         if perm is None:
-            perm = torch.randperm(self.n, generator=self.gen, device=self.dev)
+            perm = torch.randperm(
+                self.n, generator=self.gen, device=self.dev, dtype=perm_dtype(self.n, self.dev)
+            )
         if self.random and seed is None:  # one host sync per epoch, not per step
             seed = draw_seed(self.gen)
         if self.mixing:  # the epoch's λs, coins and boxes
@@ -149,7 +156,6 @@ class Stepper:
             self.plan = plan_mixing(self.reg, self.kind, hw, self.spe, rng)
             self.lams = plan_lambdas(self.plan, self.dev)
         self.perm, self.seed = perm, seed
-        self.Yp = self.Y[perm]  # labels in batch order: a batch's labels are a slice, not a gather
         self.model.train()
         return perm, seed
 
@@ -161,24 +167,26 @@ class Stepper:
         b0 = j * self.chunk_batches
         n = min(self.chunk_batches, self.spe - b0)
         lo, hi = b0 * bs, (b0 + n) * bs
-        xc = self.inputs.take(self.perm[lo:hi])  # float32, standardized, before augmenting
+        rows = self.perm[lo:hi]
+        xc = self.inputs.take(rows)  # float32, standardized, before augmenting
+        yc = self.Y.index_select(0, rows).long()  # a batch's labels are then a slice
         gen = self._stream(j) if self.reg.augment is not None or self.mixing else self.gen
         if self.reg.augment is not None:
             xc = augment_batch(xc, self.reg.augment, self.kind, gen)
         if self.mixing:
             plan, lams = self.plan[b0 : b0 + n], self.lams[b0 : b0 + n]
-            tc = self.smooth.index_select(0, self.Yp[lo:hi])  # smooth[y]: rows of the table
+            tc = self.smooth.index_select(0, yc)  # smooth[y]: rows of the table
             xc, tc = mix_batches(xc, tc, plan, lams, gen)
             self.labels = torch.argmax(tc.view(n, bs, self.K), 2)
             self.tc = tc.mul(-1.0 / bs).view(-1)
         elif self.eps:  # rows of smooth_targets; faster on the CPU than label_smoothing=eps
-            self.tc = self.smooth_neg.index_select(0, self.Yp[lo:hi]).view(-1)
+            self.tc = self.smooth_neg.index_select(0, yc).view(-1)
         if self.memory_format is torch.channels_last:
             xc = xc.contiguous(memory_format=torch.channels_last)
         if self.dropouts:
             assert self.seed is not None
             plan_masks(self.dropouts, stream_seed(self.seed, j, 1), batch - b0, n)
-        self.xc, self.n_chunk, self.b0 = xc, n, b0
+        self.xc, self.yc, self.n_chunk, self.b0 = xc, yc, n, b0
         self.r = self.r_read = batch - b0
 
     def _stream(self, j: int) -> torch.Generator:
@@ -222,7 +230,7 @@ class Stepper:
             k = bs * self.K  # (2 ops and 2 backward nodes, not cross_entropy's 5 and 5)
             loss = torch.dot(logits.log_softmax(1).view(-1), self.tc[r * k : (r + 1) * k])
         else:
-            loss = F.cross_entropy(logits, self.Yp[batch * bs : (batch + 1) * bs])
+            loss = F.cross_entropy(logits, self.yc[r * bs : (r + 1) * bs])
         if self.penalize and scaler is not None:
             scaler.scale(loss + penalty(model, self.l1, self.l2)).backward()
         elif scaler is not None:
@@ -262,8 +270,10 @@ class Stepper:
             truth = self.truth[0] if len(self.truth) == 1 else torch.cat(self.truth)
             self.truth.clear()
             self.r_read = self.r
-        else:
-            truth = self.Yp[(end - row) * bs : end * bs].view(row, bs)
+        elif end - row >= self.b0:  # the interval lies in this chunk: its labels are a slice
+            truth = self.yc[(end - row - self.b0) * bs : (end - self.b0) * bs].view(row, bs)
+        else:  # it began in an earlier chunk: gather its labels again (once per read)
+            truth = self.Y.index_select(0, self.perm[(end - row) * bs : end * bs]).view(row, bs)
         preds = torch.stack(self.kept)
         hits = (preds.argmax(dim=2) if self.keep_logits else preds) == truth
         self.kept.clear()
@@ -272,6 +282,14 @@ class Stepper:
         loss_sum, n_correct = torch.stack((self.loss_sum.double(), hits.sum().double())).tolist()
         self.loss_sum.zero_()
         return loss_sum, int(n_correct), row
+
+
+def perm_dtype(n: int, device: torch.device) -> torch.dtype:
+    """int32 for an epoch's permutation on the CPU below 2**31 rows: torch's CPU randperm
+    draws the same numbers into either dtype (tests/tricks/test_compact_bookkeeping.py), so
+    the batch order is the int64 one at half the memory. Elsewhere int64, as it always was:
+    that is device memory, not the worker's, and other backends' randperm may differ by dtype."""
+    return torch.int32 if device.type == "cpu" and n < 2**31 else torch.int64
 
 
 def add_penalty_grads(weights: list[torch.Tensor], l1: float, l2: float) -> None:

@@ -1,6 +1,7 @@
 """The per-process cache of stored arrays (tricks.data_cache): hits, eviction by bytes, a new
-upload under the same id invalidates, the split is today's seeded permutation, and a job's
-resident memory stays within 1.2 × the dataset's bytes."""
+upload under the same id invalidates, the split is today's seeded permutation, labels stay in
+their stored dtype, and a job's resident memory stays within 1.2 × the dataset's bytes (images)
+or its bytes plus a few compact bytes a row (a narrow table)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import torch
 import tricks.data_cache as cache_mod
 from tricks.data import load_dataset
 from tricks.data_cache import ArrayCache
-from tricks.spec import DataSpec
+from tricks.spec import DataSpec, JobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def store(root: Path, name: str, x: np.ndarray, y: np.ndarray) -> int:
     np.save(tmp / "y.npy", y)
     shutil.rmtree(root / name, ignore_errors=True)
     os.rename(tmp, root / name)
-    return x.nbytes + len(y) * 8  # labels are cached as int64
+    return x.nbytes + y.nbytes  # labels are cached in their stored dtype too
 
 
 def images(n: int, fill: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +118,23 @@ def test_split_is_the_seeded_permutation_val_first(tmp_path: Path) -> None:
         assert ds.num_classes == 3 and ds.kind == "image"
 
 
+def test_labels_stay_in_their_stored_dtype(tmp_path: Path) -> None:
+    """uint8/int16 labels are cached and split as stored (1-2 bytes a row, not 8); a dtype
+    torch cannot gather (uint16) becomes int64. The values are the stored ones either way."""
+    x, y = images(100)
+    want = {"u8": torch.uint8, "i16": torch.int16, "u16": torch.int64}
+    for name, dtype in zip(want, (np.uint8, np.int16, np.uint16), strict=True):
+        store(tmp_path, name, x, y.astype(dtype))
+    perm = np.random.default_rng(2).permutation(100)
+    for name, dtype in want.items():
+        ds = load_dataset(DataSpec(dataset=name), 2, tmp_path)
+        assert ds.y_train.dtype == ds.y_val.dtype == dtype, name
+        np.testing.assert_array_equal(ds.y_train.numpy(), y[perm[20:]])
+        np.testing.assert_array_equal(ds.y_val.numpy(), y[perm[:20]])
+    entry = cache_mod.CACHE.get(tmp_path, "u8")
+    assert entry.nbytes == x.nbytes + y.nbytes and entry.arrays["y"].dtype == torch.uint8
+
+
 def test_shipped_validation_split_and_the_legacy_npz(tmp_path: Path) -> None:
     x, y = images(60)
     (tmp_path / "own").mkdir()
@@ -150,22 +168,49 @@ def rss(field):
             return int(line.split()[1]) * 1024
 
 root = Path(sys.argv[1])
-spec = JobSpec(data={"dataset": "big"}, model={"arch": "mlp", "hidden": [8], "batch_norm": False},
-               training={"epochs": 1, "batch_size": 512, "device": "cpu"},
-               regularization={"augment": {"hflip": True}})
+spec = JobSpec.model_validate_json(sys.argv[2])  # on dataset "big"
+checkpoints = json.loads(sys.argv[3])  # write checkpoints as a worker does
+
+def run(spec, name):
+    ckpt = root / f"checkpoints-{name}" if checkpoints else None
+    train(spec, load_dataset(spec.data, spec.training.seed, root), checkpoint_dir=ckpt)
+
 # the baseline: the same job on a small dataset of the same shape (the model, a batch's
 # working memory and torch's own pools), so what grows past it is what the data costs
-warm = spec.model_copy(update={"data": spec.data.model_copy(update={"dataset": "small"})})
-train(warm, load_dataset(warm.data, 0, root))
+run(spec.model_copy(update={"data": spec.data.model_copy(update={"dataset": "small"})}), "warm")
 base = rss("VmHWM")  # its peak
 peaks = []
 for seed in (0, 1):  # two jobs of a sweep in one process
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the RSS now
-    train(spec.model_copy(update={"training": spec.training.model_copy(update={"seed": seed})}),
-          load_dataset(spec.data, seed, root))
+    run(spec.model_copy(update={"training": spec.training.model_copy(update={"seed": seed})}),
+        str(seed))
     peaks.append(rss("VmHWM"))
 print(json.dumps({"base": base, "peaks": peaks}))
 """
+
+
+def job_growth(root: Path, spec: JobSpec, *, checkpoints: bool = False) -> tuple[int, dict]:
+    """Peak resident growth of two jobs of `spec` on "big" over the same job on "small"."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(RSS_JOB),
+            str(root),
+            spec.model_dump_json(),
+            json.dumps(checkpoints),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=True,
+        # glibc's dynamic mmap threshold otherwise keeps freed batch temporaries on the heap,
+        # where fragmentation adds ±50 MB of noise from run to run; fixed, big blocks go back
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+    )
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    return max(m["peaks"]) - m["base"], m  # the model is in the baseline
 
 
 @pytest.mark.slow
@@ -181,17 +226,51 @@ def test_job_resident_memory_stays_within_the_dataset_bytes(tmp_path: Path) -> N
     store(tmp_path, "small", x[:2048], y[:2048])
     data_bytes = x.nbytes + y.nbytes
     del x
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(RSS_JOB), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=True,
-        # glibc's dynamic mmap threshold otherwise keeps freed batch temporaries on the heap,
-        # where fragmentation adds ±50 MB of noise from run to run; fixed, big blocks go back
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+    spec = JobSpec(
+        data={"dataset": "big"},
+        model={"arch": "mlp", "hidden": [8], "batch_norm": False},
+        training={"epochs": 1, "batch_size": 512, "device": "cpu"},
+        regularization={"augment": {"hflip": True}},
     )
-    m = json.loads(out.stdout.strip().splitlines()[-1])
-    growth = max(m["peaks"]) - m["base"]  # the model is in the baseline
+    growth, m = job_growth(tmp_path, spec)
     assert growth <= 1.2 * data_bytes, (growth / data_bytes, m)
+
+
+NARROW_ROWS = 2_000_000
+ROW_BOOKKEEPING = 14  # bytes a row past the data: ≈ 12 now; the int64 bookkeeping took ≈ 50
+
+
+@pytest.mark.slow
+def test_narrow_table_job_keeps_its_bookkeeping_compact(tmp_path: Path) -> None:
+    """Two jobs of a sweep on 2,000,000 rows × 4 float32 features with uint8 labels (34 MB),
+    2 epochs each, checkpointing as a worker does: peak resident memory grows by at most the
+    dataset's bytes plus ROW_BOOKKEEPING bytes a row over the same job on 2,048 rows.
+
+    Here the rows are narrow (17 bytes), so what each row costs besides its data decides:
+    int64 labels, split index, epoch permutation and batch-order labels (8 bytes each, some
+    twice at once), an N × K logit table at evaluation and a copy of the permutation per
+    checkpoint came to ≈ 50 bytes a row, 3.9 × the data. What stays (≈ 12 bytes a row,
+    1.7 ×): the int32 split index (4 bytes a row) and epoch permutation (4 bytes a training
+    row), which a seeded split and batch order need as they are, a compact copy of the
+    labels per split, each validation row's log-likelihood at evaluation, and the fixed
+    working memory of a chunk of batches (≈ 5 MB)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((NARROW_ROWS, 4), dtype=np.float32)
+    y = ((x[:, 0] > 0).astype(np.uint8) + 2 * (x[:, 1] > 0)).astype(np.uint8)
+    store(tmp_path, "big", x, y)
+    store(tmp_path, "small", x[:2048], y[:2048])
+    data_bytes = x.nbytes + y.nbytes
+    del x, y
+    spec = JobSpec(
+        data={"dataset": "big"},
+        model={"arch": "mlp", "hidden": [8], "batch_norm": False},
+        training={
+            "epochs": 2,  # the second epoch's permutation is drawn after the first's is freed
+            "batch_size": 512,
+            "log_every": 100,
+            "device": "cpu",
+            "checkpoint_every_s": 0.1,  # a mid-epoch checkpoint every few log points
+        },
+    )
+    growth, m = job_growth(tmp_path, spec, checkpoints=True)
+    assert growth <= data_bytes + ROW_BOOKKEEPING * NARROW_ROWS, (growth / data_bytes, m)

@@ -83,7 +83,7 @@ def test_uint8_trains_as_float32(stored: Path, standardize: bool) -> None:
     )
     assert u8.train.dtype == torch.uint8 and u8.val.dtype == torch.uint8  # not converted
     assert u8.train.src is u8.val.src  # one array; the split is an index into it
-    assert u8.y_train.dtype == torch.int64
+    assert u8.y_train.dtype == torch.uint8 and u8.train.index.dtype == torch.int32  # compact
     r8 = train(spec_for("u8", standardize), u8)
     r32 = train(spec_for("f32", standardize), f32)
     assert_same_run(r8, r32)
