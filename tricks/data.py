@@ -10,13 +10,13 @@ validation statistics never leak into training.
 
 Inputs stay in the dtype they are stored in: a uint8 image dataset is uint8 in
 the worker's memory and on the device, and a split is an index into the one
-(cached) array, not a copy of it. Labels keep their stored dtype as well (uint8
-for up to 256 classes), and the split's index is int32 below 2**31 rows (the
-same values as the int64 permutation): on a narrow tabular dataset (a few
-float32 features a row) int64 bookkeeping would cost more than the data. They become float32 a chunk of batches at a
+(cached) array, not a copy of it. They become float32 a chunk of batches at a
 time on the device (`Inputs.take`: x → (x − mean)/std, computed in float64 and
 rounded once, exactly what `standardize` computes up front), so the uint8 path
-and the float path give the same numbers bit for bit. Float data of at most
+and the float path give the same numbers bit for bit. Labels keep their stored
+dtype too (uint8 for up to 256 classes) and the split's index is int32 below
+2**31 rows (the values of the int64 permutation): on a narrow table, a few
+float32 features a row, int64 bookkeeping would cost more than the data. Float data of at most
 PRENORM_ELEMS numbers (the built-ins, small uploads) is standardized up front
 instead, which saves that conversion in every step where steps are cheapest.
 

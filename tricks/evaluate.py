@@ -67,10 +67,10 @@ def evaluate(
     convolutions); `y` integer labels of any dtype, widened a batch at a time.
     Each batch is reduced as it comes (hits, the ECE's bins), so no N × K
     logits are kept: what stays is each row's log p(label), N floats, summed
-    at the end by nll_loss itself over an (N, 1) view, the same cascade over
-    the same numbers as nll_loss over all the logits. So every metric is, bit
-    for bit on the CPU, what one pass over the concatenated logits gives. One
-    host sync at the end.
+    at the end by nll_loss itself as an (N, 1) table with label 0: the same
+    cascade over the same numbers as nll_loss over all the logits. So every
+    metric is, bit for bit on the CPU, what one pass over the concatenated
+    logits gives. One host sync at the end.
     """
     n_rows = len(x)
     dev = y.device
@@ -93,7 +93,7 @@ def evaluate(
             picked[lo:hi] = logp.gather(1, yb.view(-1, 1))
             _bin_into(per_bin, top.exp(), correct)
     model.train(was_training)
-    # label 0 of the (N, 1) view is each row's own label (uint8: 1 byte a row, not 8)
+    # column 0 of the (N, 1) table is each row's own label (uint8 zeros: 1 byte a row, not 8)
     loss = F.nll_loss(picked, torch.zeros(n_rows, dtype=torch.uint8, device=dev), reduction="sum")
     n = max(n_rows, 1)
     ece = per_bin.abs().sum() / n

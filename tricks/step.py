@@ -4,10 +4,9 @@
 
 The data lives on the device in its stored dtype (uint8 images stay uint8, and
 so do labels) and an epoch's batches are slices of a seeded `torch.randperm`
-(the last partial batch is dropped), int32 on the CPU (the same values and
-draws as int64; 4 bytes a row, which on narrow tabular data is a fair share
-of the data itself). A chunk's labels are gathered with its inputs and
-widened to int64 there, so no per-row int64 copy of the labels exists. Batches are gathered, made float (`tricks.data.Inputs`:
+(the last partial batch is dropped), int32 on the CPU (`perm_dtype`: the
+values and draws of int64 at 4 bytes a row, which on a narrow table is a fair
+share of the data itself). Batches are gathered, made float (`tricks.data.Inputs`:
 (x − mean)/std, before augmentation, so its zero fill means what it means for
 float data), augmented and mixed a chunk at a time: chunk j of an epoch is its
 batches [j·C, (j+1)·C), C batches of at most CHUNK_ELEMS numbers (the last
@@ -15,7 +14,8 @@ chunk ends with the epoch). The per-sample draws and ops are those of one
 batch at a time, with the fixed cost of each op paid once per chunk instead of
 once per step; a step then takes its slice. On CUDA a chunk of images for a
 model with 2-D convolutions is made channels_last once, like the model
-(`tricks.device.channels_last`).
+(`tricks.device.channels_last`). A chunk's labels are gathered with its inputs
+and widened to int64 there, so no int64 copy of every label is ever made.
 
 The loss takes soft targets when mixup/CutMix or label smoothing is on: rows of
 the table (1−ε)·onehot(k) + ε/K (`tricks.mixup.smooth_targets`, torch's
