@@ -77,15 +77,20 @@ def evaluate(
     picked = torch.empty((n_rows, 1), device=dev)  # log p(label) of each row
     hits = torch.zeros((), dtype=torch.long, device=dev)
     per_bin = torch.zeros(ECE_BINS, device=dev)
+
+    def batch(lo: int, hi: int) -> torch.Tensor:
+        xb = x.rows(lo, hi) if isinstance(x, Inputs) else x[lo:hi]
+        if memory_format is not torch.contiguous_format and xb.ndim == 4:
+            xb = xb.contiguous(memory_format=memory_format)
+        return xb
+
     was_training = model.training
     model.eval()
     with amp:  # one region (autocast casts the weights once); the fp32 reductions ignore it
         for lo in range(0, n_rows, batch_size):
             hi = min(lo + batch_size, n_rows)
-            xb = x.rows(lo, hi) if isinstance(x, Inputs) else x[lo:hi]
-            if memory_format is not torch.contiguous_format and xb.ndim == 4:
-                xb = xb.contiguous(memory_format=memory_format)
-            logp = model(xb).float().log_softmax(dim=1)
+            # no name holds the batch's inputs: they are freed before the next one is made
+            logp = model(batch(lo, hi)).float().log_softmax(dim=1)
             top, pred = logp.max(dim=1)
             yb = y[lo:hi].long()
             correct = pred == yb

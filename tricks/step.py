@@ -163,6 +163,7 @@ class Stepper:
         """Gather, augment and mix the chunk of batch `batch`; the next step takes `batch`."""
         if self.mixing and self.r_read < self.n_chunk:  # the previous chunk's labels to count
             self.truth.append(self.labels[self.r_read : self.n_chunk])
+        self.xc = self.tc = None  # the last chunk's, freed before the next one is made
         bs, j = self.bs, batch // self.chunk_batches
         b0 = j * self.chunk_batches
         n = min(self.chunk_batches, self.spe - b0)
