@@ -113,7 +113,10 @@ def setup_backend(device: torch.device) -> None:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-HEAP_MMAP_BYTES = 4 << 20  # host blocks below this come from the heap, not mmap
+# host blocks below this come from the heap, not mmap: above a dropout block's masks,
+# 4 MiB exactly (tricks.models.layers.AHEAD_ELEMS float32s, plus the allocator's header),
+# which at 4 MiB were mmap'd and faulted in anew every block (2x dropout's cost)
+HEAP_MMAP_BYTES = 5 << 20
 HEAP_TRIM_BYTES = 32 << 20  # free memory the heap may keep at its top
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # glibc's own knobs
 

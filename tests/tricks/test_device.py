@@ -106,7 +106,10 @@ def mapped_mib(nbytes):  # how much of a live tensor of nbytes glibc mmap'd for 
     mapped = libc.mallinfo2().hblkhd - before
     del t
     return mapped >> 20
-print(tuned, mapped_mib(3 << 20), mapped_mib(6 << 20), libc.mallinfo2().fordblks >> 20)
+from tricks.models.layers import AHEAD_ELEMS
+small, big = mapped_mib(3 << 20), mapped_mib(6 << 20)  # first: a freed mmap raises glibc's
+block = mapped_mib(4 * AHEAD_ELEMS)  # default threshold; then a dropout block's float32 masks
+print(tuned, small, big, block, libc.mallinfo2().fordblks >> 20)
 """
 
 
@@ -124,5 +127,8 @@ def test_keep_heap_serves_a_chunks_temporaries_from_the_heap() -> None:
         return out.stdout.split()
 
     assert heap("0")[:2] == ["False", "3"]
-    tuned, small, big, kept = heap("1")
+    tuned, small, big, block, kept = heap("1")
     assert (tuned, small, big) == ("True", "0", "6") and int(kept) >= 3
+    # a dropout block's 4 MiB of masks too (the allocator adds a header: at a 4 MiB threshold
+    # it was mmap'd, and dropout cost 2x per step when chunks were long enough for full blocks)
+    assert block == "0"
