@@ -2,10 +2,9 @@
 
 The training thread never waits on Redis. The callbacks only build a log point's series
 points and events and append them, under a lock, to the pending buffer; one background
-thread (the LeaseKeeper's) writes the buffer at most every `min_interval_s` (0.25 s), in
-one MULTI/EXEC round trip that carries the metric series points (SeriesWriter appends),
-the events, and the fenced heartbeat that renews the job's lease and stores progress,
-latest metrics and best. With nothing to write, the thread still beats every
+thread (the LeaseKeeper's) writes the buffer at most every `min_interval_s` (0.25 s) as
+one MULTI/EXEC of points, events and the fenced heartbeat (worker/report_write.py), which
+renews the lease and stores progress, latest metrics and best. Idle, the thread beats every
 CONTROL_POLL_S (and renews the lease at least every lease_s/3). Progress carries
 `first_log_at`, the wall time of the attempt's first log point (with log_every 1: its
 first optimizer step), so the time from the claim (`started_at`) to training is visible
@@ -55,6 +54,14 @@ from tricklab.server.outcomes import Beat
 from tricklab.server.series import SeriesWriter
 from tricklab.server.store import Store
 from tricks.callbacks import Callbacks, StopRequest
+from worker.report_write import (
+    Heartbeat,
+    PartlyApplied,
+    Point,
+    jsonable,
+    number,
+    write_report,
+)
 from worker.system_series import SystemSampler
 
 log = logging.getLogger(__name__)
@@ -63,45 +70,6 @@ EPOCH_SERIES = {"train_loss": "epoch_train_loss", "train_acc": "epoch_train_acc"
 # With no log point to write, the writer thread still asks this often whether the job was
 # cancelled (a beat is one small script call), so slow log points do not slow a cancel.
 CONTROL_POLL_S = 1.0
-
-Point = tuple[int, dict[str, Any]]  # (step, series name -> value)
-
-
-class PartlyApplied(redis.RedisError):
-    """EXEC ran, but some of its commands failed (the others applied): not a ResponseError,
-    which here means that Redis refused the whole transaction (EXECABORT)."""
-
-    def __init__(self, error: Exception, answer: Any) -> None:
-        super().__init__(f"part of the transaction failed: {error}")
-        self.answer = answer  # the heartbeat's, when it ran
-
-
-def jsonable(v: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None (JSON has no NaN), tensors/numpy -> numbers."""
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [jsonable(x) for x in v]
-    if isinstance(v, bool) or v is None or isinstance(v, str | int):
-        return v
-    if hasattr(v, "item"):  # numpy / torch scalars
-        try:
-            v = v.item()
-        except (ValueError, RuntimeError):
-            return str(v)
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, int | str | bool):
-        return v
-    return str(v)
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    return float(v) if isinstance(v, int | float) else None
 
 
 class Reporter(Callbacks):
@@ -171,7 +139,7 @@ class Reporter(Callbacks):
         if self.first_log_at is None:
             self.first_log_at = round(time.time(), 4)
         prog = {**progress, "first_log_at": self.first_log_at}
-        loss = _number(metrics.get("train_loss"))
+        loss = number(metrics.get("train_loss"))
         ends_epoch = self.steps_per_epoch is not None and (step + 1) % self.steps_per_epoch == 0
         # the system figures are points of this step too: same transaction, same order
         point = {**metrics, **self.system.sample(prog)}
@@ -190,7 +158,7 @@ class Reporter(Callbacks):
         self, epoch: int, step: int, metrics: dict[str, float], progress: dict[str, Any]
     ) -> None:
         prog = {**progress, "first_log_at": self.first_log_at}
-        acc = _number(metrics.get("val_acc"))
+        acc = number(metrics.get("val_acc"))
         # The epoch means of train_* get their own series (as in TrainResult.history):
         # the step-level train_loss/train_acc series already has a point at this step.
         series = {EPOCH_SERIES.get(k, k): v for k, v in metrics.items()}
@@ -293,7 +261,7 @@ class Reporter(Callbacks):
                 with self._lock:
                     if not self.fenced:
                         self.pending[:0] = batch[0]
-                        self.pending_events[:0] = batch[2] if refused else []
+                        self.pending_events[:0] = batch[1] if refused else []
                     self._changed = True
                 if isinstance(e, PartlyApplied) and e.answer is not None:
                     self._apply(e.answer)
@@ -314,7 +282,7 @@ class Reporter(Callbacks):
                 self._release_held()
             batch = self._drain(beat_only=False)
             try:
-                if (batch[0] or batch[2]) and not self.fenced:
+                if (batch[0] or batch[1]) and not self.fenced:
                     self._apply(self._write(*batch))
             except redis.RedisError as e:
                 # The finishing attempt rewrites any curve with a hole from its history
@@ -324,14 +292,14 @@ class Reporter(Callbacks):
             finally:
                 self._log_epochs()
 
-    def _drain(self, *, beat_only: bool) -> tuple[Any, ...]:
-        """Take the buffer and what the heartbeat carries with it: (points, progress,
-        events, latest metrics, best); with `beat_only`, none of it."""
+    def _drain(self, *, beat_only: bool) -> tuple[list[Point], list[tuple[str, dict]], Heartbeat]:
+        """Take the buffer and what the heartbeat carries with it (progress, latest metrics,
+        best): (points, events, heartbeat); with `beat_only`, none of it."""
         with self._lock:
             self.last_write = time.monotonic()
             if beat_only:  # after the run: the runner may be repairing the series now
                 self.pending, self.pending_events, self._changed = [], [], False
-                return [], None, [], None, None
+                return [], [], Heartbeat(self.attempt, self.lease_s, None, None, None)
             points, self.pending = self.pending, []
             events, self.pending_events = self.pending_events, []
             progress = self.progress if self._changed else None
@@ -342,45 +310,11 @@ class Reporter(Callbacks):
         # made here, off the training thread (the dicts are not changed after they are
         # handed over, except `latest`, copied above)
         events = [(kind, jsonable(data)) for kind, data in events]
-        return points, jsonable(progress), events, jsonable(metrics), best
+        beat = Heartbeat(self.attempt, self.lease_s, jsonable(progress), jsonable(metrics), best)
+        return points, events, beat
 
-    def _write(
-        self,
-        points: list[Point],
-        progress: dict[str, Any] | None,
-        events: list[tuple[str, dict]],
-        metrics: dict[str, Any] | None,
-        best: dict[str, Any] | None,
-    ) -> Any:
-        # MULTI/EXEC: a reader's snapshot (read_series) sees all of a step's points or none
-        with self.raw.pipeline(transaction=True) as pipe:
-            by_name: dict[str, tuple[list[int], list[float]]] = {}
-            for at, values in points:  # in step order
-                for name, value in values.items():
-                    v = _number(value)
-                    if v is not None:
-                        steps, vals = by_name.setdefault(name, ([], []))
-                        steps.append(at)
-                        vals.append(v)
-            for name, (steps, vals) in by_name.items():
-                self.series.add(pipe, name, steps, vals)
-            for kind, data in events:
-                self.store.emit(self.job_id, kind, data, pipe=pipe)
-            self.store.heartbeat(
-                self.job_id,
-                self.attempt,
-                lease_s=self.lease_s,
-                progress=progress,
-                metrics=metrics,
-                best=best,
-                pipe=pipe,
-            )
-            replies = pipe.execute(raise_on_error=False)  # a refused MULTI still raises
-        failed = [r for r in replies if isinstance(r, Exception)]
-        if failed:
-            beat = replies[-1]
-            raise PartlyApplied(failed[0], None if isinstance(beat, Exception) else beat)
-        return replies[-1]
+    def _write(self, points: list[Point], events: list[tuple[str, dict]], beat: Heartbeat) -> Any:
+        return write_report(self.store, self.raw, self.series, self.job_id, points, events, beat)
 
     def _log_epochs(self) -> None:
         with self._lock:

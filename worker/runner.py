@@ -35,7 +35,8 @@ from tricklab.server.store import Store
 from tricklab.settings import get_settings
 from worker import followups, lifecycle
 from worker.errors import error_of
-from worker.reporting import LeaseKeeper, Reporter, jsonable
+from worker.report_write import jsonable
+from worker.reporting import LeaseKeeper, Reporter
 from worker.retry import RETRYABLE, with_retry
 
 log = logging.getLogger(__name__)
