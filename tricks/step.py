@@ -61,6 +61,7 @@ from tricks.data import Dataset
 from tricks.device import channels_last, synchronize
 from tricks.mixup import draw_seed, mix_batches, plan_lambdas, plan_mixing, smooth_targets
 from tricks.models.layers import dropouts, plan_masks, stream_seed
+from tricks.optim_step import clear_grads, step_fn
 from tricks.regularization import penalty
 from tricks.schedules import momentum_at
 from tricks.spec import JobSpec, steps_per_epoch
@@ -104,6 +105,7 @@ class Stepper:
         self.soft = self.mixing or bool(self.eps)  # the loss takes soft targets
         self.groups = opt.param_groups  # note: build after opt.load_state_dict, which replaces them
         self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.opt_step = step_fn(opt)  # opt.step() without torch's idle per-call wrappers
         self.weights = [p for p in self.params if p.ndim >= 2]  # what l1/l2 penalize
         self.smooth = smooth_targets(torch.arange(self.K, device=self.dev), self.K, self.eps)
         self.smooth_neg = self.smooth * (-1.0 / self.bs)  # label smoothing alone: see `tc`
@@ -248,8 +250,8 @@ class Stepper:
             scaler.step(self.opt)
             scaler.update()
         else:
-            self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+            self.opt_step()
+        clear_grads(self.params)  # zero_grad(set_to_none=True)
         self.loss_sum += loss.detach()
         self.kept.append(logits.detach() if self.keep_logits else logits.detach().argmax(dim=1))
         self.r += 1
