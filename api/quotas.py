@@ -122,19 +122,25 @@ def check_upload_size(size: int, limits: Limits) -> None:
         )
 
 
-def check_dataset_storage(repo: DatasetRepo, tenant: str, size: int, limits: Limits) -> None:
-    """413 when storing `size` more bytes would take the tenant's stored datasets past
-    max_dataset_bytes_total. `size` is what the new dataset will take on disk (its .npy
-    files), known from headers and row counts before any array data is written."""
-    used = repo.stored_total(tenant)
-    if used + size > limits.max_dataset_bytes_total:
+def reserve_dataset_storage(
+    repo: DatasetRepo, tenant: str, ds_id: str, size: int, limits: Limits
+) -> None:
+    """Hold `size` bytes of max_dataset_bytes_total for dataset `ds_id` while it is written, or
+    413 when the tenant's stored datasets, those being written and this one would pass it.
+    `size` is what the new dataset will take on disk (its .npy files), known from headers and
+    row counts before any array data is written. The check and the hold are one script
+    (DatasetRepo.reserve): two uploads at once cannot both take the same free bytes."""
+    ok, used, pending = repo.reserve(tenant, ds_id, size, limits.max_dataset_bytes_total)
+    if not ok:
+        held = f" and {pending} more are being written" if pending else ""
         raise quota_error(
             413,
             "max_dataset_bytes_total",
-            f"your datasets store {used} bytes; this dataset would store {size} more, past "
-            f"the {limits.max_dataset_bytes_total} byte limit (max_dataset_bytes_total); "
+            f"your datasets store {used} bytes{held}; this dataset would store {size} more, "
+            f"past the {limits.max_dataset_bytes_total} byte limit (max_dataset_bytes_total); "
             "delete a dataset first",
             used=used,
+            pending=pending,
             stored_bytes=size,
             max_dataset_bytes_total=limits.max_dataset_bytes_total,
         )

@@ -40,10 +40,12 @@ class Reserved:
 
 
 def stored_bytes(store: Any, settings: Any, tenant: str) -> int:
-    """Bytes the tenant's stored datasets take (api.quotas counts a dataset's the same way)."""
+    """Bytes the tenant's stored datasets take (api.quotas counts a dataset's the same way),
+    and those its datasets being written hold (DatasetRepo.reserve)."""
     from api.routes.datasets import repo_of  # datasets imports api.tus: import here
 
-    return repo_of(store, settings).stored_total(tenant)
+    repo = repo_of(store, settings)
+    return repo.stored_total(tenant) + repo.pending_total(tenant)
 
 
 def live_ids(uploads: Uploads, tenant: str) -> list[str]:

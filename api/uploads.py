@@ -1,8 +1,12 @@
 """Uploaded datasets: arrays in settings.datasets_dir/{id}/ (tricks.uploads layout), metadata in Redis.
 
-Keys (P = settings.key_prefix): P:ds:{id} hash {tenant, meta (JSON)}; P:t:{tenant}:datasets set.
-The arrays are written by tricks.ingest (a staging directory renamed into place); this
-repo records the meta once they are there, and removes them again if that fails.
+Keys (P = settings.key_prefix): P:ds:{id} hash {tenant, meta (JSON)}; P:t:{tenant}:datasets set;
+P:t:{tenant}:datasets_pending hash {id: "bytes expires_at"}, what datasets being written reserve.
+The arrays are written by tricks.ingest (a staging directory renamed into place) after
+`reserve` has counted their bytes against the quota (one Lua script with the stored
+datasets' and the other reservations' bytes, so two uploads cannot both take the same free
+bytes); this repo records the meta once they are there, dropping the reservation in the same
+transaction, and removes them again if that fails.
 Older deployments stored {id}.npz; reading and deleting handle both layouts.
 """
 
@@ -16,12 +20,17 @@ from typing import Any
 
 import redis
 
+from tricklab.server import scripts
 from tricklab.server.keyspace import Keyspace
 from tricklab.server.records import iso
 from tricks.uploads import remove_stored
 
 # No space left on the device, or the disk quota of the API's user is used up.
 FULL = (errno.ENOSPC, errno.EDQUOT)
+# A reservation outlives the write it is for by at most this: it lapses when the API process
+# writing the dataset died (a 1 GiB upload is parsed in well under a minute).
+RESERVE_TTL_S = 1800
+RETRIES = 50  # re-reads of the datasets set when it changed between the read and the script
 
 
 class StorageFull(Exception):
@@ -52,8 +61,39 @@ class DatasetRepo:
         """The dataset's directory (the current layout)."""
         return self.dir / ds_id
 
+    def reserve(self, tenant: str, ds_id: str, nbytes: int, limit: int) -> tuple[bool, int, int]:
+        """Hold `nbytes` of the tenant's quota for dataset `ds_id` while it is written, if they
+        fit: (reserved, bytes stored, bytes other datasets being written hold). Atomic with
+        the sums (lua/dataset_reserve.lua); `record` or `release` drops the reservation."""
+        script = scripts.register(self.r, "dataset_reserve")
+        for _ in range(RETRIES):
+            ids = sorted(str(i) for i in self.r.smembers(self.tenant_key(tenant)))
+            got = script(
+                keys=[self.tenant_key(tenant), self.keys.datasets_pending(tenant),
+                      *(self.key(i) for i in ids)],
+                args=[ds_id, nbytes, limit, time.time(), RESERVE_TTL_S, len(ids), *ids],
+            )  # fmt: skip
+            outcome = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+            if outcome != "retry":
+                return outcome == "ok", int(got[1]), int(got[2])
+        raise RuntimeError(f"the datasets of {tenant} changed {RETRIES} times while counted")
+
+    def release(self, tenant: str, ds_id: str) -> None:
+        """Drop dataset `ds_id`'s reservation (nothing when it has none)."""
+        self.r.hdel(self.keys.datasets_pending(tenant), ds_id)
+
+    def pending_total(self, tenant: str) -> int:
+        """Bytes the tenant's datasets being written hold (expired reservations not counted)."""
+        now, total = time.time(), 0
+        for v in self.r.hvals(self.keys.datasets_pending(tenant)):
+            bytes_, _, expires = str(v).partition(" ")
+            if expires and float(expires) > now:
+                total += int(float(bytes_))
+        return total
+
     def record(self, tenant: str, meta: dict[str, Any]) -> dict:
-        """Write the metadata of arrays already stored; on failure remove the arrays."""
+        """Write the metadata of arrays already stored, dropping their reservation in the same
+        transaction; on failure remove the arrays."""
         record = {**meta, "created_at": time.time()}
         try:
             with self.r.pipeline(transaction=True) as pipe:
@@ -61,6 +101,7 @@ class DatasetRepo:
                     self.key(meta["id"]), mapping={"tenant": tenant, "meta": json.dumps(record)}
                 )
                 pipe.sadd(self.tenant_key(tenant), meta["id"])
+                pipe.hdel(self.keys.datasets_pending(tenant), meta["id"])
                 pipe.execute()
         except BaseException:
             remove_stored(self.dir, meta["id"])

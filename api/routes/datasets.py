@@ -206,7 +206,8 @@ def _store(
     tenant: str,
     limits: Limits,
 ) -> dict[str, Any]:
-    """Parse the file into the stored layout (quota checked before writing), then record it."""
+    """Parse the file into the stored layout (its bytes reserved in the quota before writing),
+    then record it."""
     repo = repo_of(store, settings)
     ds_id = new_id("d")
     try:
@@ -217,17 +218,20 @@ def _store(
             dataset_id=ds_id,
             limits=IngestLimits(max_inflated_bytes=8 * limits.max_upload_bytes),
             image_size=parse_image_size(image_size),
-            reserve=lambda stored: quotas.check_dataset_storage(repo, tenant, stored, limits),
+            reserve=lambda stored: quotas.reserve_dataset_storage(
+                repo, tenant, ds_id, stored, limits
+            ),
         )
-    except UploadError as e:
-        raise invalid(_loc(e.field), e.message) from None
-    except OSError as e:
-        if is_full(e):
+        public = meta.model_dump()
+        public.update(name=name or filename, filename=filename, bytes=size)
+        return repo.record(tenant, public)  # drops the reservation with the record
+    except BaseException as e:
+        repo.release(tenant, ds_id)  # nothing was kept: neither are the bytes it held
+        if isinstance(e, UploadError):
+            raise invalid(_loc(e.field), e.message) from None
+        if isinstance(e, OSError) and is_full(e):
             raise _full(e, size) from None
         raise
-    public = meta.model_dump()
-    public.update(name=name or filename, filename=filename, bytes=size)
-    return repo.record(tenant, public)
 
 
 def _loc(upload_field: str) -> list[str | int]:

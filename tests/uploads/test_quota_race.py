@@ -13,88 +13,28 @@ from __future__ import annotations
 import io
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from support import Proc, free_port, service_env, start_api, wait_for
+from support import wait_for
+from uploads.racing import QUOTA, Apis, MiB, at_once, clients_of, two_apis
 from uploads.tus_http import OFFSET_TYPE, TUS
 
-from tricklab.server.connection import connect
-from tricklab.server.store import Store
-
-MiB = 2**20
-QUOTA = 8 * MiB  # max_dataset_bytes_total and max_upload_bytes of these APIs
-DB = 8  # tus_api's database, under a key prefix of our own: nothing is flushed
 DEFER = {**TUS, "Upload-Defer-Length": "1"}
-
-
-@dataclass
-class Apis:
-    urls: list[str]
-    procs: list[Proc]
-    env: dict[str, str]
-    prefix: str
-    artifact_dir: Path
-    logs: Path
-
-    def store(self) -> Store:
-        return Store(connect(self.env["REDIS_URL"]), self.prefix)
-
-    def start(self, name: str) -> tuple[str, Proc]:
-        """One more API process on the same Redis keys and files."""
-        port = free_port()
-        proc = start_api(self.env, self.logs / f"{name}.log", port)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 60)
-        except TimeoutError:
-            print(proc.tail())
-            raise
-        return url, proc
 
 
 @pytest.fixture(scope="module")
 def apis(redis_server, tmp_path_factory) -> Iterator[Apis]:
-    prefix = "tlq" + secrets.token_hex(4)
-    art = tmp_path_factory.mktemp("quota-race-artifacts")
-    env = service_env(
-        f"redis://127.0.0.1:{redis_server.port}/{DB}",
-        art,
-        TRICKLAB_KEY_PREFIX=prefix,
-        TRICKLAB_MAX_UPLOAD_BYTES=str(QUOTA),
-        TRICKLAB_MAX_DATASET_BYTES_TOTAL=str(QUOTA),
-    )
-    a = Apis([], [], env, prefix, art, tmp_path_factory.mktemp("quota-race-logs"))
-    for i in range(2):
-        url, proc = a.start(f"quota-api-{i}")
-        a.urls.append(url)
-        a.procs.append(proc)
-    yield a
-    for p in a.procs:
-        p.stop()
-    r = a.store().r
-    for k in r.scan_iter(f"{prefix}:*"):
-        r.delete(k)
+    yield from two_apis(redis_server, tmp_path_factory)
 
 
 @pytest.fixture
 def clients(apis) -> Iterator[list[httpx.Client]]:
-    """One client per API process; every upload is deleted after the test."""
-    cs = [httpx.Client(base_url=u, timeout=60) for u in apis.urls]
-    yield cs
-    store = apis.store()
-    for uid in store.r.smembers(store.keys.uploads("default")):
-        cs[0].delete(f"/uploads/{uid}", headers=TUS)
-    for ds in cs[0].get("/datasets").json().get("data", []):
-        if not ds.get("builtin"):
-            cs[0].delete(f"/datasets/{ds['id']}")
-    for c in cs:
-        c.close()
+    """One client per API process; every upload and dataset is deleted after the test."""
+    yield from clients_of(apis)
 
 
 def _post(c: httpx.Client, length: int) -> httpx.Response:
@@ -124,18 +64,6 @@ def _held(apis: Apis) -> int:
     return total
 
 
-def _at_once(n: int, call: Callable[[int], httpx.Response]) -> list[httpx.Response]:
-    """n calls started together (a barrier), each in its own thread."""
-    gate = threading.Barrier(n)
-
-    def go(i: int) -> httpx.Response:
-        gate.wait()
-        return call(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
-
-
 def _clean(clients: list[httpx.Client], apis: Apis) -> None:
     store = apis.store()
     for uid in store.r.smembers(store.keys.uploads("default")):
@@ -149,7 +77,7 @@ ROUNDS, RACERS = 6, 12
 def test_concurrent_creations_never_reserve_past_the_quota(apis, clients):
     """Each POST asks for 5 MiB of an empty 8 MiB quota: exactly one fits, every round."""
     for _ in range(ROUNDS):
-        rs = _at_once(RACERS, lambda i: _post(clients[i % 2], 5 * MiB))
+        rs = at_once(RACERS, lambda i: _post(clients[i % 2], 5 * MiB))
         codes = sorted(r.status_code for r in rs)
         assert codes == [201] + [413] * (RACERS - 1), codes
         assert all(r.json()["error"]["details"]["limit"] == "max_dataset_bytes_total"
@@ -167,7 +95,7 @@ def test_concurrent_creations_with_upload_never_store_past_the_quota(apis, clien
         return clients[i % 2].post("/uploads", content=body, headers=h)
 
     for _ in range(ROUNDS // 2):
-        rs = _at_once(RACERS // 2, post)
+        rs = at_once(RACERS // 2, post)
         assert sorted(r.status_code for r in rs) == [201] * 2 + [413] * (RACERS // 2 - 2)
         assert _held(apis) == 6 * MiB
         _clean(clients, apis)
@@ -178,7 +106,7 @@ def test_concurrent_length_declarations_never_pass_the_quota(apis, clients):
     h = {**TUS, "Content-Type": OFFSET_TYPE, "Upload-Offset": "0", "Upload-Length": str(5 * MiB)}
     for _ in range(ROUNDS):
         locs = [_deferred(clients[0]) for _ in range(RACERS)]
-        rs = _at_once(RACERS, lambda i, locs=locs: clients[i % 2].patch(locs[i], headers=h))
+        rs = at_once(RACERS, lambda i, locs=locs: clients[i % 2].patch(locs[i], headers=h))
         codes = sorted(r.status_code for r in rs)
         assert codes == [204] + [413] * (RACERS - 1), codes
         assert _held(apis) == 5 * MiB
@@ -406,3 +334,81 @@ def test_a_creation_with_upload_whose_api_process_died_holds_the_quota_only_brie
     r = _post(a, QUOTA)
     assert r.status_code == 201, r.text
     assert not store.r.exists(store.keys.upload(upload_id))  # and it is gone
+
+
+# ------------------------------------------------------------------ direct dataset uploads
+def _npz(mib: int, seed: int = 0) -> bytes:
+    """An .npz of float32 images 16 x 16 that stores about `mib` MiB, labels 0..2."""
+    rng = np.random.default_rng(seed)
+    n = mib * MiB // (16 * 16 * 4)
+    buf = io.BytesIO()
+    np.savez(buf, x=rng.standard_normal((n, 1, 16, 16)).astype(np.float32),
+             y=rng.integers(0, 3, n).astype(np.int64))  # fmt: skip
+    return buf.getvalue()
+
+
+def _post_dataset(c: httpx.Client, data: bytes, name: str) -> httpx.Response:
+    """POST /datasets, again while the heavy pool is full (503/429 say when to retry)."""
+    for _ in range(200):
+        r = c.post("/datasets", files={"file": (name, data, "application/octet-stream")})
+        if r.status_code not in (429, 503):
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "0.2")) / 4)
+    raise AssertionError(f"the heavy pool stayed full: {r.text}")
+
+
+def _pending(apis: Apis) -> dict:
+    store = apis.store()
+    return store.r.hgetall(store.keys.datasets_pending("default"))
+
+
+def test_concurrent_dataset_uploads_never_store_past_the_quota(apis, clients):
+    """Each stores 5 MiB of an 8 MiB quota: whatever the interleaving, exactly one is kept
+    (a check then a write let two parses in two processes both pass on the same free bytes)."""
+    data = _npz(5)
+    for _ in range(2):
+        rs = at_once(4, lambda i: _post_dataset(clients[i % 2], data, f"r{i}.npz"))
+        assert sorted(r.status_code for r in rs) == [201, 413, 413, 413], [r.text for r in rs]
+        for r in rs:
+            if r.status_code == 413:
+                assert r.json()["error"]["details"]["limit"] == "max_dataset_bytes_total"
+        kept = [d for d in clients[0].get("/datasets").json()["data"] if not d["builtin"]]
+        assert len(kept) == 1 and kept[0]["stored_bytes"] <= QUOTA
+        assert _pending(apis) == {}  # every reservation was dropped: kept or refused
+        assert clients[1].delete(f"/datasets/{kept[0]['id']}").status_code == 204
+
+
+def test_a_refused_dataset_upload_gives_back_what_it_reserved(apis, clients):
+    """Bytes damaged inside the array data: the stored size is known (and reserved) from the
+    headers, the CRC-32 fails while the data is written; the bytes come back at once."""
+    data = bytearray(_npz(5))
+    data[len(data) // 2] ^= 0xFF
+    r = _post_dataset(clients[0], bytes(data), "bad.npz")
+    assert r.status_code == 422, r.text
+    assert _pending(apis) == {}
+    r = _post_dataset(clients[1], _npz(7), "fits.npz")
+    assert r.status_code == 201, r.text
+
+
+def test_tus_uploads_count_the_datasets_being_written(apis, clients, monkeypatch):
+    """A dataset being written holds its bytes against tus uploads too, until it is recorded,
+    released, or its reservation lapses (its API process died)."""
+    import api.uploads as repo_mod
+
+    repo = repo_mod.DatasetRepo(apis.store().r, apis.prefix, apis.artifact_dir / "datasets")
+    assert repo.reserve("default", "dwriting", 5 * MiB, QUOTA)[0]
+    assert not repo.reserve("default", "dother", 4 * MiB, QUOTA)[0]
+    assert _post(clients[0], 4 * MiB).status_code == 413
+    repo.release("default", "dwriting")
+    r = _post(clients[1], 4 * MiB)
+    assert r.status_code == 201, r.text
+    _clean(clients, apis)
+    monkeypatch.setattr(repo_mod, "RESERVE_TTL_S", 1)
+    assert repo.reserve("default", "ddied", 5 * MiB, QUOTA)[0]
+    assert _post(clients[0], 4 * MiB).status_code == 413
+    time.sleep(1.2)
+    r = _post(clients[0], 4 * MiB)
+    assert r.status_code == 201, r.text
+    assert repo.reserve("default", "dnext", 4 * MiB, QUOTA - 4 * MiB)[0]  # the lapsed one is gone
+    assert set(_pending(apis)) == {"dnext"}
+    repo.release("default", "dnext")

@@ -136,6 +136,10 @@ class Keyspace:
     def dataset(self, dataset_id: str) -> str:
         return f"{self.p}:ds:{dataset_id}"
 
+    def datasets_pending(self, tenant: str) -> str:
+        """Hash: dataset id -> "bytes expires_at", the storage a dataset being written holds."""
+        return f"{self.p}:t:{tenant}:datasets_pending"
+
     def upload(self, upload_id: str) -> str:
         """A resumable upload's record (api/tus.py): tenant, length, offset, metadata, expiry."""
         return f"{self.p}:upload:{upload_id}"
