@@ -84,7 +84,23 @@ def test_penalty_gradients_match_autograd_of_penalty():
     x, y = torch.randn(4, 1, 8, 8), torch.tensor([1, 2, 3, 4])
     (torch.nn.functional.cross_entropy(a(x), y) + penalty(a, 1e-3, 1e-2)).backward()
     torch.nn.functional.cross_entropy(b(x), y).backward()
-    step_mod.add_penalty_grads([p for p in b.parameters() if p.ndim >= 2], 1e-3, 1e-2)
+    weights = [p for p in b.parameters() if p.ndim >= 2]
+    values = [w.detach() for w in weights]  # taken before the update below
+    step_mod.add_penalty_grads(weights, 1e-3, 1e-2)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad)
+        assert pb.grad.grad_fn is None and not pb.grad.requires_grad  # no graph recorded
+    # the loop's call: the weights' detached aliases made once, read after an update
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.5)
+            p.grad = None
+    for p in a.parameters():
+        p.grad = None
+    a.load_state_dict(b.state_dict())
+    (torch.nn.functional.cross_entropy(a(x), y) + penalty(a, 1e-3, 1e-2)).backward()
+    torch.nn.functional.cross_entropy(b(x), y).backward()
+    step_mod.add_penalty_grads(weights, 1e-3, 1e-2, values)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa.grad, pb.grad)
 
