@@ -3,8 +3,10 @@
 The limits come from settings, overridden per API key (api/auth.Limits). The checks here
 are read-then-write, so two requests racing at the very edge of a limit may both pass: the
 limits protect the service from runaway use, they are not billing-exact. Two exceptions
-are atomic: max_active_jobs (Store.create_job's script) and the storage that tus uploads
-reserve (api/tus_quota.py, one script per check).
+are atomic: max_active_jobs (Store.create_job's script) and the storage quota
+(max_dataset_bytes_total), which tus uploads (api/tus_quota.py) and datasets being written
+(reserve_dataset_storage) reserve in one script per check, under one per-tenant lock
+(api/quota_lock.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 
 from api.auth import Limits
 from api.errors import ApiError
+from api.quota_lock import quota_lock
+from api.tus import Uploads
+from api.tus_quota import uploads_held
 from api.uploads import DatasetRepo
 
 
@@ -123,24 +128,41 @@ def check_upload_size(size: int, limits: Limits) -> None:
 
 
 def reserve_dataset_storage(
-    repo: DatasetRepo, tenant: str, ds_id: str, size: int, limits: Limits
+    repo: DatasetRepo,
+    uploads: Uploads,
+    tenant: str,
+    ds_id: str,
+    size: int,
+    limits: Limits,
+    upload_id: str = "",
 ) -> None:
     """Hold `size` bytes of max_dataset_bytes_total for dataset `ds_id` while it is written, or
-    413 when the tenant's stored datasets, those being written and this one would pass it.
-    `size` is what the new dataset will take on disk (its .npy files), known from headers and
-    row counts before any array data is written. The check and the hold are one script
-    (DatasetRepo.reserve): two uploads at once cannot both take the same free bytes."""
-    ok, used, pending = repo.reserve(tenant, ds_id, size, limits.max_dataset_bytes_total)
+    413 when the tenant's stored datasets, those being written, its tus uploads (but
+    `upload_id`, the one this dataset is made from) and this one would pass it. `size` is
+    what the new dataset will take on disk (its .npy files), known from headers and row
+    counts before any array data is written. The check and the hold are one script
+    (DatasetRepo.reserve), under the tenant's reservation lock that tus reservations take
+    too (api/quota_lock.py): two requests at once cannot both take the same free bytes."""
+    most = limits.max_dataset_bytes_total
+    with quota_lock(repo.r, repo.keys, tenant, _busy):
+        held = uploads_held(uploads, tenant, upload_id)
+        ok, used, pending = repo.reserve(tenant, ds_id, size, most - held)
     if not ok:
-        held = f" and {pending} more are being written" if pending else ""
+        also = [f"{pending} more are being written"] if pending else []
+        also += [f"your unfinished uploads reserve {held}"] if held else []
         raise quota_error(
             413,
             "max_dataset_bytes_total",
-            f"your datasets store {used} bytes{held}; this dataset would store {size} more, "
-            f"past the {limits.max_dataset_bytes_total} byte limit (max_dataset_bytes_total); "
-            "delete a dataset first",
+            f"your datasets store {used} bytes{'; ' if also else ''}{' and '.join(also)}; "
+            f"this dataset would store {size} more, past the {most} byte limit "
+            "(max_dataset_bytes_total); delete a dataset or an upload first",
             used=used,
             pending=pending,
+            reserved=held,
             stored_bytes=size,
-            max_dataset_bytes_total=limits.max_dataset_bytes_total,
+            max_dataset_bytes_total=most,
         )
+
+
+def _busy(message: str) -> ApiError:
+    return ApiError(503, "quota_busy", message, {"retry_after_s": 1}, {"Retry-After": "1"})

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from api.errors import ApiError
 from api.tus import LOCK_TTL_S, LockLost, Upload, Uploads, tus_error
 from api.tus_patch import Room, store_body
-from api.tus_quota import quota_exceeded, reserve, stored_bytes
+from api.tus_quota import quota_exceeded, reserve
 
 # How long a creation-with-upload POST's upload lives before its first chunk is in: the lock
 # that chunk's writer takes (and renews) keeps it while the body streams.
@@ -83,16 +83,17 @@ def create(
         return uploads.create(tenant, None, metadata, filename, expires_in)
     check_size(length, limits.max_upload_bytes)
     most = limits.max_dataset_bytes_total
-    stored = stored_bytes(store, settings, tenant)
     up, fields = uploads.prepare(tenant, length, metadata, filename, expires_in)
     try:
-        got = reserve(uploads, tenant, "create", up.id, length, most - stored, fields=fields)
+        got = reserve(
+            uploads, tenant, "create", up.id, length, most, store, settings, fields=fields
+        )
     except BaseException:
         uploads.path(up.id).unlink(missing_ok=True)
         raise
     if not got.ok:
         uploads.path(up.id).unlink(missing_ok=True)
-        raise quota_exceeded(stored, got.held, length, most)
+        raise quota_exceeded(got.stored, got.held, length, most)
     return up
 
 
@@ -110,8 +111,8 @@ def room(
     want = by_size
     if content_length and content_length.isdigit():
         want = min(want, int(content_length))
-    left = limits.max_dataset_bytes_total - stored_bytes(store, settings, up.tenant)
-    got = reserve(uploads, up.tenant, "grant", up.id, want, left, token=token)
+    most = limits.max_dataset_bytes_total
+    got = reserve(uploads, up.tenant, "grant", up.id, want, most, store, settings, token=token)
     return got.granted, "max_upload_bytes" if by_size <= got.room else "max_dataset_bytes_total"
 
 
@@ -136,10 +137,9 @@ def declare_length(
                    "already has")  # fmt: skip
     check_size(length, limits.max_upload_bytes)
     most = limits.max_dataset_bytes_total
-    stored = stored_bytes(store, settings, up.tenant)
-    got = reserve(uploads, up.tenant, "length", up.id, length, most - stored, token=token)
+    got = reserve(uploads, up.tenant, "length", up.id, length, most, store, settings, token=token)
     if not got.ok:
-        raise quota_exceeded(stored, got.held, length, most)
+        raise quota_exceeded(got.stored, got.held, length, most)
     up.length = length
 
 

@@ -12,8 +12,11 @@ Checking a request against the sum and writing its reservation is one Lua script
 (lua/upload_reserve.lua), so two requests of one tenant, in one API process or several,
 cannot both pass on the same free bytes (a check then a write could). The script gets the
 tenant's upload ids as read here and answers `retry` when the set changed meanwhile. The
-stored datasets' bytes are read just before: a dataset made from an upload counts while its
-upload is still held, so that window counts twice rather than not at all.
+stored datasets' bytes (and those datasets being written hold) are read just before, under
+the tenant's reservation lock (api/quota_lock.py), which a dataset's reservation takes too:
+so an upload and a dataset cannot both pass on the same free bytes either. A dataset made
+from an upload counts while its upload is still held, so that window counts twice rather
+than not at all.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import ApiError
+from api.quota_lock import quota_lock
 from api.tus import Uploads, tus_error
 from tricklab.server import scripts
 
@@ -37,6 +41,7 @@ class Reserved:
     held: int  # bytes the tenant's other uploads hold
     room: int = 0  # what the quota leaves this upload (a deferred one: past its offset)
     granted: int = 0  # what this request may store ('grant'), or the bytes reserved
+    stored: int = 0  # what the stored datasets and those being written take, as counted
 
 
 def stored_bytes(store: Any, settings: Any, tenant: str) -> int:
@@ -66,14 +71,44 @@ def reserve(
     mode: str,
     upload_id: str,
     nbytes: int,
-    left: int,
+    most: int,
+    store: Any,
+    settings: Any,
     *,
     token: str = "",
     fields: dict[str, object] | None = None,
 ) -> Reserved:
-    """Run lua/upload_reserve.lua (`mode` create | length | grant; `left`: the quota less the
-    stored datasets' bytes) and say what it reserved. 409 when the upload was deleted or its
-    lock lost meanwhile (length, grant)."""
+    """Run lua/upload_reserve.lua (`mode` create | length | grant; `most`: the quota) under
+    the tenant's reservation lock, the datasets' bytes read inside it, and say what it
+    reserved. 409 when the upload was deleted or its lock lost meanwhile (length, grant)."""
+    with quota_lock(uploads.r, uploads.keys, tenant, _busy):
+        stored = stored_bytes(store, settings, tenant)
+        got = _run(uploads, tenant, mode, upload_id, nbytes, most - stored, token, fields)
+    got.stored = stored
+    return got
+
+
+def uploads_held(uploads: Uploads, tenant: str, exclude: str = "") -> int:
+    """What the tenant's uploads other than `exclude` hold of the quota, by the script's rules
+    (the caller holds the tenant's reservation lock: api/quotas.reserve_dataset_storage)."""
+    return _run(uploads, tenant, "count", exclude, 0, 0, "", None).held
+
+
+def _busy(message: str) -> ApiError:
+    return tus_error(503, "quota_busy", message, Retry_After="1")
+
+
+def _run(
+    uploads: Uploads,
+    tenant: str,
+    mode: str,
+    upload_id: str,
+    nbytes: int,
+    left: int,
+    token: str,
+    fields: dict[str, object] | None,
+) -> Reserved:
+    """The script, again while the tenant's set of uploads changes under it."""
     script = scripts.register(uploads.r, "upload_reserve")
     keys = uploads.keys
     pairs = [str(x) for kv in (fields or {}).items() for x in kv]

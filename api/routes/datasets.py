@@ -22,6 +22,7 @@ from api.errors import ApiError, field_errors, invalid, not_found, summary
 from api.heavy import HeavyDep, HeavyPool
 from api.routes.jobs import ERRORS
 from api.schemas import DatasetPublic, DatasetsPublic, ErrorPublic
+from api.tus import Uploads
 from api.upload_stream import receive_multipart
 from api.uploads import DatasetRepo, is_full
 from tricklab.contract import JobStatus
@@ -188,7 +189,7 @@ async def _from_tus(
     quotas.check_upload_size(size, limits)
     saved = await heavy.run(
         tenant, _store, path, filename, size, body.name, body.image_size,
-        store, settings, tenant, limits,
+        store, settings, tenant, limits, body.upload,
     )  # fmt: skip
     await run_in_threadpool(release_upload, store, settings, tenant, body.upload)
     response.headers["Location"] = f"/datasets/{saved['id']}"
@@ -205,6 +206,7 @@ def _store(
     settings: Settings,
     tenant: str,
     limits: Limits,
+    upload_id: str = "",  # the tus upload it is made from, if any: its bytes do not count
 ) -> dict[str, Any]:
     """Parse the file into the stored layout (its bytes reserved in the quota before writing),
     then record it."""
@@ -219,7 +221,7 @@ def _store(
             limits=IngestLimits(max_inflated_bytes=8 * limits.max_upload_bytes),
             image_size=parse_image_size(image_size),
             reserve=lambda stored: quotas.reserve_dataset_storage(
-                repo, tenant, ds_id, stored, limits
+                repo, Uploads.of(store, settings), tenant, ds_id, stored, limits, upload_id
             ),
         )
         public = meta.model_dump()

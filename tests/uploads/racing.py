@@ -94,3 +94,25 @@ def at_once(n: int, call: Callable[[int], httpx.Response]) -> list[httpx.Respons
 
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(go, range(n)))
+
+
+def post_upload(c: httpx.Client, length: int) -> httpx.Response:
+    return c.post("/uploads", headers={**TUS, "Upload-Length": str(length)})
+
+
+def held_by_uploads(apis: Apis) -> int:
+    """What the tenant's uploads hold now, by the tus rules, read from Redis and the disk:
+    Upload-Length where known, else the bytes in the file."""
+    store = apis.store()
+    total = 0
+    for uid in store.r.smembers(store.keys.uploads("default")):
+        length = store.r.hget(store.keys.upload(uid), "length")
+        path = apis.artifact_dir / "uploads" / str(uid)
+        total += int(length) if length else (path.stat().st_size if path.exists() else 0)
+    return total
+
+
+def clean_uploads(clients: list[httpx.Client], apis: Apis) -> None:
+    store = apis.store()
+    for uid in store.r.smembers(store.keys.uploads("default")):
+        assert clients[0].delete(f"/uploads/{uid}", headers=TUS).status_code == 204

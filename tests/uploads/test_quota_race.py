@@ -13,14 +13,23 @@ from __future__ import annotations
 import io
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
 import pytest
 from support import wait_for
-from uploads.racing import QUOTA, Apis, MiB, at_once, clients_of, two_apis
+from uploads.racing import (
+    QUOTA,
+    Apis,
+    MiB,
+    at_once,
+    clean_uploads,
+    clients_of,
+    held_by_uploads,
+    post_upload,
+    two_apis,
+)
 from uploads.tus_http import OFFSET_TYPE, TUS
 
 DEFER = {**TUS, "Upload-Defer-Length": "1"}
@@ -37,10 +46,6 @@ def clients(apis) -> Iterator[list[httpx.Client]]:
     yield from clients_of(apis)
 
 
-def _post(c: httpx.Client, length: int) -> httpx.Response:
-    return c.post("/uploads", headers={**TUS, "Upload-Length": str(length)})
-
-
 def _deferred(c: httpx.Client) -> str:
     r = c.post("/uploads", headers=DEFER)
     assert r.status_code == 201, r.text
@@ -52,24 +57,6 @@ def _offset(c: httpx.Client, loc: str) -> int:
     return int(r.headers["Upload-Offset"]) if r.status_code == 200 else 0
 
 
-def _held(apis: Apis) -> int:
-    """What the tenant's uploads hold now, by the tus rules, read from Redis and the disk:
-    Upload-Length where known, else the bytes in the file."""
-    store = apis.store()
-    total = 0
-    for uid in store.r.smembers(store.keys.uploads("default")):
-        length = store.r.hget(store.keys.upload(uid), "length")
-        path = apis.artifact_dir / "uploads" / str(uid)
-        total += int(length) if length else (path.stat().st_size if path.exists() else 0)
-    return total
-
-
-def _clean(clients: list[httpx.Client], apis: Apis) -> None:
-    store = apis.store()
-    for uid in store.r.smembers(store.keys.uploads("default")):
-        assert clients[0].delete(f"/uploads/{uid}", headers=TUS).status_code == 204
-
-
 # ------------------------------------------------------------------ racing requests
 ROUNDS, RACERS = 6, 12
 
@@ -77,13 +64,13 @@ ROUNDS, RACERS = 6, 12
 def test_concurrent_creations_never_reserve_past_the_quota(apis, clients):
     """Each POST asks for 5 MiB of an empty 8 MiB quota: exactly one fits, every round."""
     for _ in range(ROUNDS):
-        rs = at_once(RACERS, lambda i: _post(clients[i % 2], 5 * MiB))
+        rs = at_once(RACERS, lambda i: post_upload(clients[i % 2], 5 * MiB))
         codes = sorted(r.status_code for r in rs)
         assert codes == [201] + [413] * (RACERS - 1), codes
         assert all(r.json()["error"]["details"]["limit"] == "max_dataset_bytes_total"
                    for r in rs if r.status_code == 413)  # fmt: skip
-        assert _held(apis) == 5 * MiB
-        _clean(clients, apis)
+        assert held_by_uploads(apis) == 5 * MiB
+        clean_uploads(clients, apis)
 
 
 def test_concurrent_creations_with_upload_never_store_past_the_quota(apis, clients):
@@ -97,8 +84,8 @@ def test_concurrent_creations_with_upload_never_store_past_the_quota(apis, clien
     for _ in range(ROUNDS // 2):
         rs = at_once(RACERS // 2, post)
         assert sorted(r.status_code for r in rs) == [201] * 2 + [413] * (RACERS // 2 - 2)
-        assert _held(apis) == 6 * MiB
-        _clean(clients, apis)
+        assert held_by_uploads(apis) == 6 * MiB
+        clean_uploads(clients, apis)
 
 
 def test_concurrent_length_declarations_never_pass_the_quota(apis, clients):
@@ -109,8 +96,8 @@ def test_concurrent_length_declarations_never_pass_the_quota(apis, clients):
         rs = at_once(RACERS, lambda i, locs=locs: clients[i % 2].patch(locs[i], headers=h))
         codes = sorted(r.status_code for r in rs)
         assert codes == [204] + [413] * (RACERS - 1), codes
-        assert _held(apis) == 5 * MiB
-        _clean(clients, apis)
+        assert held_by_uploads(apis) == 5 * MiB
+        clean_uploads(clients, apis)
 
 
 def _slow_patches(
@@ -173,7 +160,7 @@ def test_concurrent_patches_of_deferred_uploads_never_store_past_the_quota(apis,
     assert refused["details"]["limit"] == "max_dataset_bytes_total"
     offsets = sorted(_offset(clients[0], loc) for loc in locs)
     assert offsets == [0, 6 * MiB]  # nothing of the refused body was kept
-    assert _held(apis) == 6 * MiB
+    assert held_by_uploads(apis) == 6 * MiB
 
 
 def test_concurrent_deferred_creations_with_upload_never_store_past_the_quota(apis, clients):
@@ -181,17 +168,17 @@ def test_concurrent_deferred_creations_with_upload_never_store_past_the_quota(ap
     rs = _slow_patches(apis, clients, ["", ""], 6 * MiB, declare=True, post=True)
     codes = sorted(r.status_code for r in rs)
     assert codes == [201, 413], [r.text for r in rs]
-    assert _held(apis) == 6 * MiB
+    assert held_by_uploads(apis) == 6 * MiB
 
 
 # --------------------------------------------------------- reservations come back
 def test_a_deleted_upload_frees_its_reservation(clients):
     a, b = clients
-    r = _post(a, QUOTA)
+    r = post_upload(a, QUOTA)
     assert r.status_code == 201
-    assert _post(b, 1).status_code == 413
+    assert post_upload(b, 1).status_code == 413
     assert b.delete(r.headers["Location"], headers=TUS).status_code == 204
-    r = _post(b, QUOTA)
+    r = post_upload(b, QUOTA)
     assert r.status_code == 201, r.text
 
 
@@ -212,9 +199,9 @@ def test_an_upload_made_a_dataset_holds_only_the_datasets_bytes(apis, clients):
     assert r.status_code == 201, r.text
     stored = r.json()["stored_bytes"]
     assert 0 < stored < QUOTA
-    assert _held(apis) == 0  # the upload is gone, its reservation with it
-    assert _post(a, QUOTA - stored + 1).status_code == 413
-    r = _post(b, QUOTA - stored)  # exactly the rest of the quota
+    assert held_by_uploads(apis) == 0  # the upload is gone, its reservation with it
+    assert post_upload(a, QUOTA - stored + 1).status_code == 413
+    r = post_upload(b, QUOTA - stored)  # exactly the rest of the quota
     assert r.status_code == 201, r.text
 
 
@@ -236,13 +223,13 @@ def test_a_finished_patch_returns_what_it_did_not_use(apis, clients):
     t.start()
     try:
         wait_for(lambda: _offset(b, loc) >= MiB, 20, what="the first MiB on the server")
-        assert _post(b, 1).status_code == 413  # its room is its own while it runs
+        assert post_upload(b, 1).status_code == 413  # its room is its own while it runs
     finally:
         go.set()
         t.join(60)
     assert done and done[0].status_code == 204, done and done[0].text
-    assert _post(b, QUOTA - 2 * MiB + 1).status_code == 413
-    r = _post(b, QUOTA - 2 * MiB)
+    assert post_upload(b, QUOTA - 2 * MiB + 1).status_code == 413
+    r = post_upload(b, QUOTA - 2 * MiB)
     assert r.status_code == 201, r.text
 
 
@@ -258,11 +245,11 @@ def test_a_patch_whose_api_process_died_holds_the_room_only_until_its_lock_lapse
                       lambda: _offset(a, loc) >= MiB)  # fmt: skip
     store = apis.store()
     assert store.r.exists(store.keys.upload_lock(upload_id))  # the dead PATCH's lock
-    assert _post(a, 1).status_code == 413  # still its room, for now
+    assert post_upload(a, 1).status_code == 413  # still its room, for now
     store.r.pexpire(store.keys.upload_lock(upload_id), 1)  # LOCK_TTL_S later
     wait_for(lambda: not store.r.exists(store.keys.upload_lock(upload_id)), 5)
-    assert _post(a, QUOTA - MiB + 1).status_code == 413  # the MiB it wrote counts
-    r = _post(a, QUOTA - MiB)
+    assert post_upload(a, QUOTA - MiB + 1).status_code == 413  # the MiB it wrote counts
+    r = post_upload(a, QUOTA - MiB)
     assert r.status_code == 201, r.text
 
 
@@ -329,86 +316,8 @@ def test_a_creation_with_upload_whose_api_process_died_holds_the_quota_only_brie
     headers = {**TUS, "Content-Type": OFFSET_TYPE, "Upload-Length": str(QUOTA)}
     upload_id = _kill_mid_request(apis, "quota-api-doomed-post", "POST", "/uploads", headers,
                                   landed)  # fmt: skip
-    assert _post(a, 1).status_code == 413  # its lock still lives
+    assert post_upload(a, 1).status_code == 413  # its lock still lives
     _later(apis, upload_id, 31)  # LOCK_TTL_S (30 s) and a second later
-    r = _post(a, QUOTA)
+    r = post_upload(a, QUOTA)
     assert r.status_code == 201, r.text
     assert not store.r.exists(store.keys.upload(upload_id))  # and it is gone
-
-
-# ------------------------------------------------------------------ direct dataset uploads
-def _npz(mib: int, seed: int = 0) -> bytes:
-    """An .npz of float32 images 16 x 16 that stores about `mib` MiB, labels 0..2."""
-    rng = np.random.default_rng(seed)
-    n = mib * MiB // (16 * 16 * 4)
-    buf = io.BytesIO()
-    np.savez(buf, x=rng.standard_normal((n, 1, 16, 16)).astype(np.float32),
-             y=rng.integers(0, 3, n).astype(np.int64))  # fmt: skip
-    return buf.getvalue()
-
-
-def _post_dataset(c: httpx.Client, data: bytes, name: str) -> httpx.Response:
-    """POST /datasets, again while the heavy pool is full (503/429 say when to retry)."""
-    for _ in range(200):
-        r = c.post("/datasets", files={"file": (name, data, "application/octet-stream")})
-        if r.status_code not in (429, 503):
-            return r
-        time.sleep(float(r.headers.get("Retry-After", "0.2")) / 4)
-    raise AssertionError(f"the heavy pool stayed full: {r.text}")
-
-
-def _pending(apis: Apis) -> dict:
-    store = apis.store()
-    return store.r.hgetall(store.keys.datasets_pending("default"))
-
-
-def test_concurrent_dataset_uploads_never_store_past_the_quota(apis, clients):
-    """Each stores 5 MiB of an 8 MiB quota: whatever the interleaving, exactly one is kept
-    (a check then a write let two parses in two processes both pass on the same free bytes)."""
-    data = _npz(5)
-    for _ in range(2):
-        rs = at_once(4, lambda i: _post_dataset(clients[i % 2], data, f"r{i}.npz"))
-        assert sorted(r.status_code for r in rs) == [201, 413, 413, 413], [r.text for r in rs]
-        for r in rs:
-            if r.status_code == 413:
-                assert r.json()["error"]["details"]["limit"] == "max_dataset_bytes_total"
-        kept = [d for d in clients[0].get("/datasets").json()["data"] if not d["builtin"]]
-        assert len(kept) == 1 and kept[0]["stored_bytes"] <= QUOTA
-        assert _pending(apis) == {}  # every reservation was dropped: kept or refused
-        assert clients[1].delete(f"/datasets/{kept[0]['id']}").status_code == 204
-
-
-def test_a_refused_dataset_upload_gives_back_what_it_reserved(apis, clients):
-    """Bytes damaged inside the array data: the stored size is known (and reserved) from the
-    headers, the CRC-32 fails while the data is written; the bytes come back at once."""
-    data = bytearray(_npz(5))
-    data[len(data) // 2] ^= 0xFF
-    r = _post_dataset(clients[0], bytes(data), "bad.npz")
-    assert r.status_code == 422, r.text
-    assert _pending(apis) == {}
-    r = _post_dataset(clients[1], _npz(7), "fits.npz")
-    assert r.status_code == 201, r.text
-
-
-def test_tus_uploads_count_the_datasets_being_written(apis, clients, monkeypatch):
-    """A dataset being written holds its bytes against tus uploads too, until it is recorded,
-    released, or its reservation lapses (its API process died)."""
-    import api.uploads as repo_mod
-
-    repo = repo_mod.DatasetRepo(apis.store().r, apis.prefix, apis.artifact_dir / "datasets")
-    assert repo.reserve("default", "dwriting", 5 * MiB, QUOTA)[0]
-    assert not repo.reserve("default", "dother", 4 * MiB, QUOTA)[0]
-    assert _post(clients[0], 4 * MiB).status_code == 413
-    repo.release("default", "dwriting")
-    r = _post(clients[1], 4 * MiB)
-    assert r.status_code == 201, r.text
-    _clean(clients, apis)
-    monkeypatch.setattr(repo_mod, "RESERVE_TTL_S", 1)
-    assert repo.reserve("default", "ddied", 5 * MiB, QUOTA)[0]
-    assert _post(clients[0], 4 * MiB).status_code == 413
-    time.sleep(1.2)
-    r = _post(clients[0], 4 * MiB)
-    assert r.status_code == 201, r.text
-    assert repo.reserve("default", "dnext", 4 * MiB, QUOTA - 4 * MiB)[0]  # the lapsed one is gone
-    assert set(_pending(apis)) == {"dnext"}
-    repo.release("default", "dnext")

@@ -136,6 +136,10 @@ class Keyspace:
     def dataset(self, dataset_id: str) -> str:
         return f"{self.p}:ds:{dataset_id}"
 
+    def quota_lock(self, tenant: str) -> str:
+        """String: the token of the request reserving the tenant's storage (api/quota_lock.py)."""
+        return f"{self.p}:t:{tenant}:quota_lock"
+
     def datasets_pending(self, tenant: str) -> str:
         """Hash: dataset id -> "bytes expires_at", the storage a dataset being written holds."""
         return f"{self.p}:t:{tenant}:datasets_pending"

@@ -3,8 +3,9 @@
 -- KEYS: 1 the tenant's uploads set, 2 the expiry zset, 3 the upload's record, 4 its lock,
 --       then the record and the lock of each id in ARGV[8 .. 7+n] (the set as the caller read it)
 -- ARGV: 1 mode: 'create' (write the record of a new upload of `bytes` bytes), 'length' (set a
---       deferred upload's length to `bytes`) or 'grant' (a PATCH of a deferred upload may add
---       up to `bytes`: reserve what fits of them), 2 the upload id, 3 the caller's lock token
+--       deferred upload's length to `bytes`), 'grant' (a PATCH of a deferred upload may add
+--       up to `bytes`: reserve what fits of them) or 'count' (write nothing: what the uploads
+--       other than the given id hold), 2 the upload id, 3 the caller's lock token
 --       ('length', 'grant'), 4 the quota left (max_dataset_bytes_total - the stored datasets'
 --       bytes), 5 bytes, 6 now (unix s), 7 n, 8 .. 7+n the ids, then ('create') the record's
 --       fields and values, expires_at among them
@@ -38,6 +39,7 @@ for i = 1, n do
   end
 end
 local room = left - held
+if mode == 'count' then return {'ok', held, room, 0} end
 if mode == 'create' then
   if want > room then return {'over', held} end
   local fields = {}
