@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from api.errors import ApiError
 from tricklab.server import scripts
 from tricklab.server.keyspace import Keyspace
 from tricklab.server.records import iso
@@ -76,7 +77,13 @@ class DatasetRepo:
             outcome = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
             if outcome != "retry":
                 return outcome == "ok", int(got[1]), int(got[2])
-        raise RuntimeError(f"the datasets of {tenant} changed {RETRIES} times while counted")
+        raise ApiError(
+            503,
+            "datasets_busy",
+            f"your datasets changed {RETRIES} times while this upload counted them; retry",
+            {"retry_after_s": 1},
+            {"Retry-After": "1"},
+        )
 
     def release(self, tenant: str, ds_id: str) -> None:
         """Drop dataset `ds_id`'s reservation (nothing when it has none)."""
