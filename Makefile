@@ -57,6 +57,7 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/preview.py
 	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/train_instructions.py
 	$(BIN)/python bench/curves.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/e2e.py
