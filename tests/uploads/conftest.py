@@ -2,6 +2,7 @@
 
 - `tus_api`: the loopback default (auth off, tenant "default"), uploads up to 512 MiB, db 8.
 - `tus_secure_api`: TRICKLAB_AUTH=required, keys made by the real `tricklab keys`, db 4.
+- `apis`, `clients`: two API processes of one deployment, per module (uploads/racing.py).
 No worker: uploads need none.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support import ROOT, Proc, launch_api
+from uploads.racing import Apis, clients_of, two_apis
 from uploads.tus_http import MAX_TOTAL, MAX_UPLOAD
 
 from tricklab.server.connection import connect
@@ -79,3 +81,14 @@ def tus_secure_api(redis_server, tmp_path_factory) -> Iterator[TusApi]:
 def client(tus_api: TusApi) -> Iterator[httpx.Client]:
     with tus_api.client() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def apis(redis_server, tmp_path_factory) -> Iterator[Apis]:
+    yield from two_apis(redis_server, tmp_path_factory)
+
+
+@pytest.fixture
+def clients(apis) -> Iterator[list[httpx.Client]]:
+    """One client per API process; every upload and dataset is deleted after the test."""
+    yield from clients_of(apis)

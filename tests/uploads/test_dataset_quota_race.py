@@ -12,34 +12,19 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
-import pytest
 from uploads.racing import (
     QUOTA,
     Apis,
     MiB,
     at_once,
     clean_uploads,
-    clients_of,
     held_by_uploads,
     post_upload,
-    two_apis,
 )
 from uploads.tus_http import OFFSET_TYPE, TUS
-
-
-@pytest.fixture(scope="module")
-def apis(redis_server, tmp_path_factory) -> Iterator[Apis]:
-    yield from two_apis(redis_server, tmp_path_factory)
-
-
-@pytest.fixture
-def clients(apis) -> Iterator[list[httpx.Client]]:
-    """One client per API process; every upload and dataset is deleted after the test."""
-    yield from clients_of(apis)
 
 
 def _npz(mib: int, seed: int = 0) -> bytes:

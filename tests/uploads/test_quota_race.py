@@ -25,25 +25,12 @@ from uploads.racing import (
     MiB,
     at_once,
     clean_uploads,
-    clients_of,
     held_by_uploads,
     post_upload,
-    two_apis,
 )
 from uploads.tus_http import OFFSET_TYPE, TUS
 
 DEFER = {**TUS, "Upload-Defer-Length": "1"}
-
-
-@pytest.fixture(scope="module")
-def apis(redis_server, tmp_path_factory) -> Iterator[Apis]:
-    yield from two_apis(redis_server, tmp_path_factory)
-
-
-@pytest.fixture
-def clients(apis) -> Iterator[list[httpx.Client]]:
-    """One client per API process; every upload and dataset is deleted after the test."""
-    yield from clients_of(apis)
 
 
 def _deferred(c: httpx.Client) -> str:
